@@ -1,0 +1,78 @@
+# Two commands matter: `make run` and `make test`. Everything else is a step they use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TOOLS := .tools
+BUF := $(TOOLS)/node_modules/.bin/buf
+BUF_VERSION := 1.75.0
+export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
+export XDG_RUNTIME_DIR ?= /tmp
+
+PROTOS := $(wildcard protos/todo/v1/*.proto)
+
+.PHONY: help venv run test test-unit test-integration test-e2e generate check-generated lint \
+        buf-lint migrate bench clean
+
+help:  ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing dependencies (first run: about a minute)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)  ## Create the virtualenv with every dependency
+
+$(BUF):
+	@echo "==> installing buf $(BUF_VERSION) from npm into $(TOOLS)/"
+	@mkdir -p $(TOOLS) && npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION) >/dev/null
+
+third_party/googleapis/google/api: $(STAMP)
+	@SP=$$($(PY) -c "import site;print(site.getsitepackages()[0])"); \
+	mkdir -p third_party/googleapis/google && for d in api rpc; do ln -sfn "$$SP/google/$$d" third_party/googleapis/google/$$d; done
+
+generate: $(STAMP)  ## Regenerate generated/ and envoy/todo.binpb from protos/
+	@echo "==> generating Python stubs and the Envoy descriptor set"
+	@SP=$$($(PY) -c "import site;print(site.getsitepackages()[0])"); \
+	rm -rf generated/todo && mkdir -p generated && \
+	$(PY) -m grpc_tools.protoc -I protos -I "$$SP" --python_out=generated --pyi_out=generated \
+	  --grpc_python_out=generated $(PROTOS) && \
+	$(PY) -m grpc_tools.protoc -I protos -I "$$SP" --include_imports --include_source_info \
+	  --descriptor_set_out=envoy/todo.binpb $(PROTOS) google/rpc/status.proto google/rpc/error_details.proto
+
+check-generated: generate  ## Fail if generated/ or envoy/todo.binpb differ from protos/
+	@git diff --exit-code --stat -- generated envoy/todo.binpb && \
+	test -z "$$(git status --porcelain -- generated envoy/todo.binpb)" || \
+	  { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
+
+buf-lint: $(BUF) third_party/googleapis/google/api  ## buf lint the protos
+	@$(BUF) lint
+
+lint: $(STAMP) buf-lint  ## ruff, mypy --strict on server/, buf lint
+	@$(VENV)/bin/ruff check server tests migrations bench
+	@$(VENV)/bin/ruff format --check server tests migrations bench
+	@$(VENV)/bin/mypy server
+
+migrate: $(STAMP)  ## Apply the migrations to DATABASE_URL (or the embedded PostgreSQL)
+	@$(PY) -m server.db.migrate
+
+run: $(STAMP)  ## Start PostgreSQL (embedded unless DATABASE_URL), the server processes and Envoy
+	@$(PY) -m server
+
+test: $(STAMP)  ## Run unit, integration and e2e tests (TEST_DATABASE_URL or embedded PostgreSQL)
+	@$(PY) -m pytest
+
+test-unit: $(STAMP)  ## Only the unit tests
+	@$(PY) -m pytest tests/unit
+
+bench: $(STAMP)  ## Side-by-side throughput benchmark (see bench/README.md)
+	@$(PY) bench/throughput.py
+
+clean:  ## Remove the virtualenv, tools and caches (keeps .data/)
+	rm -rf $(VENV) $(TOOLS) third_party .pytest_cache .mypy_cache .ruff_cache

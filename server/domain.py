@@ -120,3 +120,13 @@ class TaskPage:
     tasks: Sequence[Task]
     next_cursor: PageCursor | None
     total_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenPair:
+    """What a login or refresh hands out."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: User

@@ -1,0 +1,124 @@
+"""Composition root: builds and serves one server process (see supervisor.py for all of them).
+
+Interceptor order, outermost first:
+
+1. AccessLogInterceptor: one line per call, whatever happened inside;
+2. ErrorInterceptor: DomainError -> status with details, anything else -> INTERNAL;
+3. AuthInterceptor: verifies the bearer token, binds the Principal.
+
+So an authentication failure is mapped by (2) and logged by (1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import functools
+from collections.abc import Awaitable, Callable
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from todo.v1 import auth_pb2, auth_pb2_grpc, task_service_pb2, task_service_pb2_grpc
+from todo.v1 import user_pb2, user_pb2_grpc
+
+from server.auth.passwords import PasswordHasher
+from server.auth.sessions import DatabaseSessionCheck
+from server.auth.tokens import TokenCodec
+from server.config import Settings
+from server.db.pool import make_pool, ping
+from server.db.unit_of_work import UnitOfWork
+from server.health import HealthMonitor
+from server.interceptors.access_log import AccessLogInterceptor
+from server.interceptors.auth import AuthInterceptor
+from server.interceptors.errors import ErrorInterceptor
+from server.services.page_tokens import PageTokens
+from server.services.ports import UnitOfWork as UnitOfWorkPort
+from server.servicers.auth_servicer import AuthServicer
+from server.servicers.task_servicer import TaskServicer
+from server.servicers.user_servicer import UserServicer
+
+log = logging.getLogger(__name__)
+SERVICE_NAMES = [
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+    user_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
+    task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
+]
+SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),  # a second process on the same port must fail, not share it
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+]
+
+
+async def create_server(
+    settings: Settings, stack: contextlib.AsyncExitStack, port: int = 0
+) -> tuple[grpc.aio.Server, int]:
+    """Build (not start) one server process's gRPC server bound to `port` (0: any).
+
+    Resources it opens (the connection pool, the health monitor) are closed
+    by `stack`; close the stack after stopping the server.
+    """
+    if settings.database_url is None:
+        raise ValueError("create_server needs settings.database_url (resolved by the launcher)")
+    pool = make_pool(settings.database_url, settings)
+    await pool.open(wait=False)
+    stack.push_async_callback(pool.close)
+
+    def uow() -> UnitOfWorkPort:
+        return UnitOfWork(pool)
+
+    tokens = TokenCodec(settings)
+    hasher = PasswordHasher(settings.bcrypt_rounds)
+    server = grpc.aio.server(
+        interceptors=[
+            AccessLogInterceptor(),
+            ErrorInterceptor(),
+            AuthInterceptor(tokens, DatabaseSessionCheck(uow)),
+        ],
+        options=SERVER_OPTIONS,
+    )
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(uow, hasher, tokens), server)
+    user_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(uow), server)
+    task_service_pb2_grpc.add_TaskServiceServicer_to_server(
+        TaskServicer(uow, PageTokens(settings.jwt_secret)), server
+    )
+    await _add_health(server, stack, functools.partial(ping, pool))
+    if settings.reflection:
+        names = [*SERVICE_NAMES, "grpc.health.v1.Health", reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, server)
+    bound = server.add_insecure_port(f"{settings.grpc_host}:{port}")
+    return server, bound
+
+
+async def _add_health(
+    server: grpc.aio.Server,
+    stack: contextlib.AsyncExitStack,
+    probe: Callable[[], Awaitable[None]],
+) -> None:
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    monitor = HealthMonitor(servicer, SERVICE_NAMES, probe)
+    await monitor.check_once()
+    monitor.start()
+    stack.push_async_callback(monitor.stop)
+
+
+async def serve(settings: Settings, port: int) -> None:
+    """Run one server process until SIGTERM, then drain for the grace period."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    async with contextlib.AsyncExitStack() as stack:
+        server, bound = await create_server(settings, stack, port)
+        await server.start()
+        log.info("worker listening on %s:%d", settings.grpc_host, bound)
+        await stopping.wait()
+        log.info("worker on port %d draining (grace %.1fs)", bound, settings.grace_period_s)
+        await server.stop(settings.grace_period_s)
+

@@ -1,0 +1,24 @@
+"""Session liveness for the auth interceptor, looked up in PostgreSQL.
+
+One indexed primary-key lookup per authenticated call, on an autocommit
+connection.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from server.services.ports import UnitOfWork
+
+
+class DatabaseSessionCheck:
+    """`SessionCheck` backed by the sessions table."""
+
+    def __init__(self, uow: Callable[[], UnitOfWork]) -> None:
+        self._uow = uow
+
+    async def is_active(self, session_id: uuid.UUID) -> bool:
+        """Whether the session exists, is not revoked and has not expired."""
+        async with self._uow().read_only() as reader:
+            return await reader.sessions.is_active(session_id)

@@ -1,0 +1,1 @@
+"""PostgreSQL: schema, connection pool, unit of work, embedded server and migrations."""

@@ -1,0 +1,49 @@
+"""The psycopg connection pool of one server process."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import psycopg_pool
+
+from server.config import Settings
+from server.db import executor
+
+Pool: TypeAlias = psycopg_pool.AsyncConnectionPool[executor.Connection]
+"""A pool of autocommit connections returning tuple rows."""
+
+ACQUIRE_TIMEOUT_S = 5.0
+"""How long a caller waits for a free connection before errors.Unavailable."""
+
+
+async def _reset(connection: executor.Connection) -> None:
+    """Put a returned connection back in autocommit mode (no round trip)."""
+    if not connection.autocommit:
+        await connection.set_autocommit(True)
+
+
+def make_pool(url: str, settings: Settings, *, timeout: float = ACQUIRE_TIMEOUT_S) -> Pool:
+    """Build (but do not open) the pool; `await pool.open()` in the process that uses it.
+
+    Connections are in autocommit mode: single-statement reads need no
+    transaction, and the unit of work opens one for writes.
+
+    Args:
+        url: a libpq URI or conninfo string (see `server.db.database`).
+        settings: supplies `db_pool_min` and `db_pool_max`.
+        timeout: seconds to wait for a connection before psycopg_pool.PoolTimeout.
+
+    Returns:
+        A closed pool; open it with `await pool.open(wait=True)` and close it on shutdown.
+    """
+    return psycopg_pool.AsyncConnectionPool(
+        url,
+        connection_class=executor.Connection,
+        kwargs={"autocommit": True},
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        open=False,
+        reset=_reset,
+        timeout=timeout,
+        name="todo",
+    )

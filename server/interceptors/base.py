@@ -1,0 +1,76 @@
+"""A grpc.aio interceptor base that wraps the handler's behaviour.
+
+Subclasses implement `around_unary` (an awaitable around one unary call) and
+`around_stream` (an async generator around a server-streaming call), so the
+interceptor's code runs in the handler's own context: a contextvar set there
+is seen by the handler. Client-streaming handlers are not used by this service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+
+UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+StreamBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+
+
+class WrappingInterceptor(grpc.aio.ServerInterceptor):
+    """Base class: wraps unary-unary and unary-stream handlers."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        """Wrap the next handler's behaviour with this interceptor's."""
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method: str = handler_call_details.method
+        if handler.unary_unary is not None:
+            inner_unary: UnaryBehavior = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                return await self.around_unary(method, inner_unary, request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream is not None:
+            inner_stream: StreamBehavior = handler.unary_stream
+
+            async def stream(
+                request: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                async for response in self.around_stream(method, inner_stream, request, context):
+                    yield response
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler
+
+    async def around_unary(
+        self,
+        method: str,
+        behavior: UnaryBehavior,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> Any:
+        """Run one unary call; the default just calls the behaviour."""
+        return await behavior(request, context)
+
+    async def around_stream(
+        self,
+        method: str,
+        behavior: StreamBehavior,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[Any]:
+        """Run one server-streaming call; the default just relays it."""
+        async for response in behavior(request, context):
+            yield response

@@ -1,0 +1,12 @@
+"""Logging set-up shared by the launcher and the worker processes."""
+
+from __future__ import annotations
+
+import logging
+
+FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+
+
+def configure(level: str) -> None:
+    """Log to stderr at `level` (a logging level name)."""
+    logging.basicConfig(level=level.upper(), format=FORMAT, force=True)

@@ -1,0 +1,127 @@
+"""Task use cases: ownership, limits and transactions; no wire types.
+
+Each function takes a fresh unit of work, the caller and the raw `{user_id}`
+and returns domain objects; a broken rule raises an `errors` type.
+"""
+
+from __future__ import annotations
+
+from server import domain, errors
+from server.services import access, validation
+from server.services.page_tokens import PageTokens
+from server.services.ports import UnitOfWork
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+LIST_QUERY = "order_by=created_at desc"
+"""Fingerprint of the (only) listing query; page tokens are bound to it."""
+
+
+async def create_task(
+    uow: UnitOfWork, principal: domain.Principal, user_id: str, fields: domain.TaskFields
+) -> domain.Task:
+    """Add a task for the caller."""
+    owner = access.owner_id(principal, user_id)
+    fields = validation.task_fields(fields)
+    async with uow:
+        task = await uow.tasks.add(owner, fields)
+        await uow.commit()
+    return task
+
+
+async def get_task(
+    uow: UnitOfWork, principal: domain.Principal, user_id: str, task_id: str
+) -> domain.Task:
+    """One of the caller's tasks."""
+    owner = access.owner_id(principal, user_id)
+    tid = access.task_id(task_id)
+    async with uow.read_only() as reader:
+        task = await reader.tasks.get(owner, tid)
+    if task is None:
+        raise access.task_not_found()
+    return task
+
+
+async def list_tasks(
+    uow: UnitOfWork,
+    page_tokens: PageTokens,
+    principal: domain.Principal,
+    user_id: str,
+    page_size: int,
+    page_token: str,
+) -> tuple[domain.TaskPage, str]:
+    """A page of the caller's tasks, newest first, and the next page's token ("" at the end)."""
+    owner = access.owner_id(principal, user_id)
+    size = page_size_or_default(page_size)
+    cursor = page_tokens.decode(owner, LIST_QUERY, page_token) if page_token else None
+    async with uow.read_only() as reader:
+        page = await reader.tasks.list_page(owner, size, cursor)
+    next_token = (
+        page_tokens.encode(owner, LIST_QUERY, page.next_cursor) if page.next_cursor else ""
+    )
+    return page, next_token
+
+
+def page_size_or_default(page_size: int) -> int:
+    """0 means the default, more than the maximum means the maximum, negative is refused."""
+    if page_size < 0:
+        raise errors.InvalidArgument(
+            errors.FieldViolation("page_size", "must not be negative"), reason="INVALID_PAGE_SIZE"
+        )
+    return min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+async def update_task(
+    uow: UnitOfWork,
+    principal: domain.Principal,
+    user_id: str,
+    task_id: str,
+    patch: domain.TaskPatch,
+    etag: str | None = None,
+) -> domain.Task:
+    """Change the fields named by the patch (PUT sends them all); refuse a stale etag."""
+    owner = access.owner_id(principal, user_id)
+    tid = access.task_id(task_id)
+    fields = validation.task_fields(patch.fields, patch.present)
+    version = _version_from_etag(etag)
+    async with uow:
+        task = await uow.tasks.update(owner, tid, domain.TaskPatch(fields, patch.present), version)
+        if task is None:
+            if version is not None and await uow.tasks.get(owner, tid) is not None:
+                raise errors.Aborted(
+                    "the task has changed since you read it (stale etag)", reason="ETAG_MISMATCH"
+                )
+            raise access.task_not_found()
+        await uow.commit()
+    return task
+
+
+async def complete_task(
+    uow: UnitOfWork, principal: domain.Principal, user_id: str, task_id: str, completed: bool
+) -> domain.Task:
+    """Complete (or reopen) a task."""
+    patch = domain.TaskPatch(domain.TaskFields(title="", completed=completed), frozenset({"completed"}))
+    return await update_task(uow, principal, user_id, task_id, patch)
+
+
+async def delete_task(
+    uow: UnitOfWork, principal: domain.Principal, user_id: str, task_id: str
+) -> None:
+    """Delete one of the caller's tasks."""
+    owner = access.owner_id(principal, user_id)
+    tid = access.task_id(task_id)
+    async with uow:
+        if not await uow.tasks.delete(owner, tid):
+            raise access.task_not_found()
+        await uow.commit()
+
+
+def _version_from_etag(etag: str | None) -> int | None:
+    if etag is None:
+        return None
+    digits = etag[1:]
+    if etag.startswith("v") and digits.isascii() and digits.isdigit() and len(digits) <= 9:
+        return int(digits)
+    raise errors.InvalidArgument(
+        errors.FieldViolation("etag", "is not an etag returned by this API"), reason="INVALID_ETAG"
+    )

@@ -1,0 +1,103 @@
+"""Input rules for tasks and accounts; each returns the normalised value.
+
+Lengths count Unicode code points. Titles, names, categories and tags are
+trimmed; tags are lowercased, de-duplicated (before the limit is counted) and
+sorted; emails are lowercased.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from server import domain, errors
+
+TITLE_MAX = 200
+DESCRIPTION_MAX = 10_000
+CATEGORY_MAX = 50
+TAG_MAX = 50
+TAGS_MAX = 20
+NAME_MAX = 100
+EMAIL_MAX = 254
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+Violations = list[errors.FieldViolation]
+
+
+def _check(ok: bool, field: str, rule: str, out: Violations) -> None:
+    if not ok:
+        out.append(errors.FieldViolation(field, rule))
+
+
+def task_fields(
+    fields: domain.TaskFields, present: Iterable[str] | None = None, *, prefix: str = ""
+) -> domain.TaskFields:
+    """Validate and normalise the task fields named in `present` (all when None).
+
+    Raises InvalidArgument (reason INVALID_TASK) naming every bad field.
+    """
+    names = domain.TASK_FIELDS if present is None else frozenset(present)
+    bad: Violations = []
+    title = fields.title.strip()
+    if "title" in names:
+        _check(title != "", prefix + "title", "must not be empty", bad)
+        _check(len(title) <= TITLE_MAX, prefix + "title", f"must be at most {TITLE_MAX} characters", bad)
+    if "description" in names:
+        _check(
+            len(fields.description) <= DESCRIPTION_MAX,
+            prefix + "description",
+            f"must be at most {DESCRIPTION_MAX} characters",
+            bad,
+        )
+    category = fields.category.strip()
+    if "category" in names:
+        _check(
+            len(category) <= CATEGORY_MAX,
+            prefix + "category",
+            f"must be at most {CATEGORY_MAX} characters",
+            bad,
+        )
+    tags = _tags(fields.tags, prefix + "tags", bad) if "tags" in names else fields.tags
+    if bad:
+        raise errors.InvalidArgument(bad, reason="INVALID_TASK")
+    return domain.TaskFields(
+        title=title,
+        description=fields.description,
+        completed=fields.completed,
+        priority=fields.priority,
+        due_at=fields.due_at,
+        remind_at=fields.remind_at,
+        category=category,
+        tags=tags,
+    )
+
+
+def _tags(raw: Iterable[str], field: str, bad: Violations) -> tuple[str, ...]:
+    tags = sorted({tag.strip().lower() for tag in raw})
+    if any(tag == "" for tag in tags):
+        bad.append(errors.FieldViolation(field, "must not contain empty tags"))
+    if any(len(tag) > TAG_MAX for tag in tags):
+        bad.append(errors.FieldViolation(field, f"each tag must be at most {TAG_MAX} characters"))
+    if len(tags) > TAGS_MAX:
+        bad.append(errors.FieldViolation(field, f"must hold at most {TAGS_MAX} distinct tags"))
+    return tuple(tags)
+
+
+def email(raw: str, bad: Violations) -> str:
+    """Lowercase and check an email address, adding a violation if it is invalid."""
+    value = raw.strip().lower()
+    if not value:
+        bad.append(errors.FieldViolation("email", "must not be empty"))
+    elif len(value) > EMAIL_MAX or not _EMAIL.match(value):
+        bad.append(errors.FieldViolation("email", "must be a valid email address"))
+    return value
+
+
+def name(raw: str, bad: Violations) -> str:
+    """Trim and check a display name, adding a violation if it is invalid."""
+    value = raw.strip()
+    if not value:
+        bad.append(errors.FieldViolation("name", "must not be empty"))
+    elif len(value) > NAME_MAX:
+        bad.append(errors.FieldViolation("name", f"must be at most {NAME_MAX} characters"))
+    return value

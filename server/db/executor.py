@@ -42,7 +42,7 @@ class Executor:
         self._connection = connection
 
     async def fetch_one(
-        self, query: abc.Query, params: abc.Params | None = None
+        self, query: abc.QueryNoTemplate, params: abc.Params | None = None
     ) -> tuple[Any, ...] | None:
         """Run a statement and return its first row, or None."""
         with database_errors():
@@ -50,14 +50,14 @@ class Executor:
             return await cursor.fetchone()
 
     async def fetch_all(
-        self, query: abc.Query, params: abc.Params | None = None
+        self, query: abc.QueryNoTemplate, params: abc.Params | None = None
     ) -> list[tuple[Any, ...]]:
         """Run a statement and return all its rows."""
         with database_errors():
             cursor = await self._connection.execute(query, params)
             return await cursor.fetchall()
 
-    async def execute(self, query: abc.Query, params: abc.Params | None = None) -> int:
+    async def execute(self, query: abc.QueryNoTemplate, params: abc.Params | None = None) -> int:
         """Run a statement and return the number of rows it touched."""
         with database_errors():
             cursor = await self._connection.execute(query, params)

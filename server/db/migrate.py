@@ -14,13 +14,16 @@ from server.db import database
 
 def main() -> None:
     """Resolve the database from the environment and upgrade it to the latest revision."""
-    logging.basicConfig(level=logging.INFO, format="    %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="    %(message)s")
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)  # "Running upgrade"
     settings = Settings.from_env()
-    source = "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.data_dir}"
-    print(f"==> using {source}", flush=True)
-    with database.open_database(settings) as handle:
-        print(f"==> migrating {database.describe(handle.url)} to head", flush=True)
-        database.run_migrations(handle.url)
+    if settings.database_url:
+        print("==> using DATABASE_URL", flush=True)
+    else:
+        print(f"==> using the embedded PostgreSQL in {settings.data_dir}", flush=True)
+    with database.open_database(settings) as url:
+        print(f"==> migrating {database.describe(url)} to head", flush=True)
+        database.run_migrations(url)
     print("==> migrations applied", flush=True)
 
 

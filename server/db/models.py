@@ -87,7 +87,7 @@ class TaskRow(Base):
     description: orm.Mapped[str] = orm.mapped_column(sa.Text, server_default="")
     completed: orm.Mapped[bool] = orm.mapped_column(sa.Boolean, server_default=sa.false())
     completed_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
-    priority: orm.Mapped[int] = orm.mapped_column(sa.SmallInteger, server_default="2")
+    priority: orm.Mapped[int] = orm.mapped_column(sa.SmallInteger, server_default=sa.text("2"))
     due_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
     remind_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
     category: orm.Mapped[str] = orm.mapped_column(sa.Text, server_default="")
@@ -96,7 +96,7 @@ class TaskRow(Base):
     )
     created_at: orm.Mapped[dt.datetime] = _timestamp()
     updated_at: orm.Mapped[dt.datetime] = _timestamp()
-    version: orm.Mapped[int] = orm.mapped_column(sa.Integer, server_default="1")
+    version: orm.Mapped[int] = orm.mapped_column(sa.Integer, server_default=sa.text("1"))
 
     __table_args__ = (
         sa.CheckConstraint("priority BETWEEN 1 AND 4", name="priority"),

@@ -16,6 +16,17 @@ ACQUIRE_TIMEOUT_S = 5.0
 """How long a caller waits for a free connection before errors.Unavailable."""
 
 
+async def ping(pool: Pool) -> None:
+    """Check that a pooled connection answers (the health probe).
+
+    Raises:
+        errors.Unavailable: no connection could be had, or it failed.
+    """
+    with executor.database_errors():
+        async with pool.connection() as connection:
+            await connection.execute("SELECT 1")
+
+
 async def _reset(connection: executor.Connection) -> None:
     """Put a returned connection back in autocommit mode (no round trip)."""
     if not connection.autocommit:

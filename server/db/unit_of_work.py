@@ -58,7 +58,7 @@ class UnitOfWork:
     ) -> None:
         connection = self._bound()
         try:
-            await connection.rollback()  # a no-op after commit()
+            await connection.rollback()  # no round trip if nothing is pending
             await connection.set_autocommit(True)
         except psycopg.Error:
             # The pool rolls back or discards the connection; don't hide the caller's error.
@@ -70,7 +70,7 @@ class UnitOfWork:
         """Commit the work done since `async with` (or since the last commit).
 
         Raises:
-            errors.Unavailable: the connection failed; nothing is known to be committed.
+            errors.Unavailable: the connection failed; whether it committed is unknown.
         """
         with executor.database_errors():
             await self._bound().commit()

@@ -42,5 +42,5 @@ class PgSessionsRepository:
         await self._db.execute(REVOKE, (session_id,))
 
     async def is_active(self, session_id: uuid.UUID) -> bool:
-        """Whether the session exists, is not revoked and has not expired (one primary-key lookup)."""
+        """Whether the session exists, is live and unexpired (a primary-key lookup)."""
         return await self._db.fetch_one(IS_ACTIVE, (session_id,)) is not None

@@ -108,7 +108,7 @@ def update_statement(present: frozenset[str], versioned: bool) -> str:
     Returns:
         SQL with named placeholders, returning the updated row.
     """
-    assignments = [
+    assignments: list[sql.Composable] = [
         sql.SQL("{} = {}").format(
             sql.Identifier(name),
             sql.SQL("%(tags)s::text[]") if name == "tags" else sql.Placeholder(name),
@@ -180,7 +180,8 @@ class PgTasksRepository:
         """Change the present fields, bump the version; None if no such task or a stale version.
 
         `completed_at` follows `completed`: now when it turns true, kept while it
-        stays true, NULL when false.
+        stays true, NULL when false. With no field present only `version` and
+        `updated_at` change.
         """
         query = update_statement(patch.present, expected_version is not None)
         values = _field_params(patch.fields)

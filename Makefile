@@ -10,7 +10,6 @@ TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
 export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
-export XDG_RUNTIME_DIR ?= /tmp
 
 PROTOS := $(wildcard protos/todo/v1/*.proto)
 

@@ -13,17 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
-import functools
 from collections.abc import Awaitable, Callable
 
 import grpc
 import grpc.aio
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from todo.v1 import auth_pb2, auth_pb2_grpc, task_service_pb2, task_service_pb2_grpc
-from todo.v1 import user_pb2, user_pb2_grpc
+from todo.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    task_service_pb2,
+    task_service_pb2_grpc,
+    user_pb2,
+    user_pb2_grpc,
+)
 
 from server.auth.passwords import PasswordHasher
 from server.auth.sessions import DatabaseSessionCheck
@@ -35,11 +41,11 @@ from server.health import HealthMonitor
 from server.interceptors.access_log import AccessLogInterceptor
 from server.interceptors.auth import AuthInterceptor
 from server.interceptors.errors import ErrorInterceptor
-from server.services.page_tokens import PageTokens
-from server.services.ports import UnitOfWork as UnitOfWorkPort
 from server.servicers.auth_servicer import AuthServicer
 from server.servicers.task_servicer import TaskServicer
 from server.servicers.user_servicer import UserServicer
+from server.services.page_tokens import PageTokens
+from server.services.ports import UnitOfWork as UnitOfWorkPort
 
 log = logging.getLogger(__name__)
 SERVICE_NAMES = [
@@ -121,4 +127,3 @@ async def serve(settings: Settings, port: int) -> None:
         await stopping.wait()
         log.info("worker on port %d draining (grace %.1fs)", bound, settings.grace_period_s)
         await server.stop(settings.grace_period_s)
-

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-PLACEHOLDER_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105
+PLACEHOLDER_SECRET = "dev-only-secret-change-me-0123456789abcdef"
 Environment = Literal["development", "production"]
 
 
@@ -91,7 +91,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.environment not in ("development", "production"):
-            raise ConfigError(f"TODO_ENV must be development or production, not {self.environment!r}")
+            raise ConfigError(
+                f"TODO_ENV must be development or production, not {self.environment!r}"
+            )
         if len(self.jwt_secret) < 32:
             raise ConfigError("TODO_JWT_SECRET must be at least 32 characters")
         if self.environment == "production" and self.jwt_secret == PLACEHOLDER_SECRET:

@@ -40,7 +40,7 @@ class HealthMonitor:
         try:
             await asyncio.wait_for(self._probe(), timeout=self._interval_s)
             serving = True
-        except Exception as exc:  # noqa: BLE001 - any failure means not serving
+        except Exception as exc:
             serving = False
             if self._serving is not False:
                 log.warning("database unreachable, reporting NOT_SERVING: %s", type(exc).__name__)

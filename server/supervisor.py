@@ -82,7 +82,7 @@ class _Cluster:
         if self._settings.start_envoy:
             config = edge.write_envoy_config(self._settings)
             _progress(f"starting Envoy ({config})")
-            self._envoy = subprocess.Popen(  # noqa: S603 - our own command line
+            self._envoy = subprocess.Popen(
                 edge.envoy_command(config, base_id=self._settings.envoy_port),
                 start_new_session=True,
             )
@@ -132,8 +132,18 @@ class _Cluster:
                 f"health: http://{s.envoy_host}:{s.envoy_port}/healthz",
                 f"Envoy admin: http://127.0.0.1:{s.envoy_admin_port}",
             ]
-        print("\n".join(["", "todo service is up:", *("  " + ln for ln in lines),
-                         "  Ctrl-C stops everything.", ""]), flush=True)
+        print(
+            "\n".join(
+                [
+                    "",
+                    "todo service is up:",
+                    *("  " + ln for ln in lines),
+                    "  Ctrl-C stops everything.",
+                    "",
+                ]
+            ),
+            flush=True,
+        )
 
 
 def _wait_for_port(host: str, port: int, stop: threading.Event, timeout_s: float = 60) -> None:
@@ -153,7 +163,7 @@ def _wait_for_health(settings: Settings, stop: threading.Event, timeout_s: float
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not stop.is_set():
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
+            with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError):

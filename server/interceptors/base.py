@@ -9,13 +9,14 @@ is seen by the handler. Client-streaming handlers are not used by this service.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import grpc
 import grpc.aio
 
 UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 StreamBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
 class WrappingInterceptor(grpc.aio.ServerInterceptor):
@@ -23,16 +24,16 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         """Wrap the next handler's behaviour with this interceptor's."""
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
         method: str = handler_call_details.method
         if handler.unary_unary is not None:
-            inner_unary: UnaryBehavior = handler.unary_unary
+            inner_unary = cast(UnaryBehavior, handler.unary_unary)
 
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 return await self.around_unary(method, inner_unary, request, context)
@@ -41,7 +42,7 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
                 unary, handler.request_deserializer, handler.response_serializer
             )
         if handler.unary_stream is not None:
-            inner_stream: StreamBehavior = handler.unary_stream
+            inner_stream = cast(StreamBehavior, handler.unary_stream)
 
             async def stream(
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]

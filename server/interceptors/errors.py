@@ -43,7 +43,7 @@ def code_for(error: errors.DomainError) -> grpc.StatusCode:
     """The status code of a domain error (by its most specific mapped type)."""
     for cls in type(error).__mro__:
         if cls in CODES:
-            return CODES[cls]  # type: ignore[index]
+            return CODES[cls]
     return grpc.StatusCode.UNKNOWN
 
 
@@ -68,7 +68,7 @@ def to_status(error: errors.DomainError) -> grpc.Status:
         delay = duration_pb2.Duration(seconds=error.retry_after_s)
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     status = status_pb2.Status(code=code.value[0], message=error.message, details=details)
-    converted = rpc_status.to_status(status)
+    converted: grpc.Status = rpc_status.to_status(status)
     if isinstance(error, errors.ResourceExhausted):
         metadata = (*converted.trailing_metadata, ("retry-after", str(error.retry_after_s)))
         return _Status(converted.code, converted.details, metadata)
@@ -81,7 +81,8 @@ def internal_status() -> grpc.Status:
     status = status_pb2.Status(
         code=code_pb2.INTERNAL, message="internal error", details=[_pack(info)]
     )
-    return rpc_status.to_status(status)
+    converted: grpc.Status = rpc_status.to_status(status)
+    return converted
 
 
 class _Status(grpc.Status):
@@ -104,7 +105,7 @@ class ErrorInterceptor(WrappingInterceptor):
         """Run the call; turn a raised error into a status."""
         try:
             return await behavior(request, context)
-        except Exception as exc:  # noqa: BLE001 - mapped or logged, never leaked
+        except Exception as exc:
             await self._abort(method, exc, context)
 
     async def around_stream(
@@ -118,15 +119,16 @@ class ErrorInterceptor(WrappingInterceptor):
         try:
             async for response in behavior(request, context):
                 yield response
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await self._abort(method, exc, context)
 
     @staticmethod
-    async def _abort(method: str, exc: Exception, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    async def _abort(
+        method: str, exc: Exception, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
         if isinstance(exc, grpc.aio.AbortError):
             raise exc
         if isinstance(exc, errors.DomainError):
             await context.abort_with_status(to_status(exc))
         log.exception("unhandled error in %s", method)
         await context.abort_with_status(internal_status())
-

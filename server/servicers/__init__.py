@@ -1,0 +1,1 @@
+"""gRPC adapters: proto -> domain, one use case, domain -> proto."""

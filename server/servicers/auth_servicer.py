@@ -12,9 +12,9 @@ from server import domain
 from server.auth import principal
 from server.auth.passwords import PasswordHasher
 from server.auth.tokens import TokenCodec
+from server.servicers import converters
 from server.services import auth
 from server.services.ports import UnitOfWork
-from server.servicers import converters
 
 Context = Any
 

@@ -42,8 +42,10 @@ def priority(value: int) -> domain.Priority:
         return domain.Priority(value)
     except ValueError:
         raise errors.InvalidArgument(
-            errors.FieldViolation("priority", "must be one of PRIORITY_LOW, PRIORITY_MEDIUM, "
-                                  "PRIORITY_HIGH, PRIORITY_URGENT"),
+            errors.FieldViolation(
+                "priority",
+                "must be one of PRIORITY_LOW, PRIORITY_MEDIUM, PRIORITY_HIGH, PRIORITY_URGENT",
+            ),
             reason="INVALID_PRIORITY",
         ) from None
 
@@ -103,7 +105,15 @@ def task_patch(request: task_service_pb2.UpdateTaskRequest) -> domain.TaskPatch:
         return domain.TaskPatch(fields, _mask_fields(request.update_mask.paths))
     present = {
         name
-        for name in ("title", "description", "completed", "priority", "category", "due_at", "remind_at")
+        for name in (
+            "title",
+            "description",
+            "completed",
+            "priority",
+            "category",
+            "due_at",
+            "remind_at",
+        )
         if request.HasField(name)
     }
     if request.tags:

@@ -10,10 +10,10 @@ from todo.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 
 from server import domain
 from server.auth import principal
+from server.servicers import converters
 from server.services import tasks
 from server.services.page_tokens import PageTokens
 from server.services.ports import UnitOfWork
-from server.servicers import converters
 
 Context = Any
 

@@ -8,9 +8,9 @@ from typing import Any
 from todo.v1 import user_pb2, user_pb2_grpc
 
 from server.auth import principal
+from server.servicers import converters
 from server.services import users
 from server.services.ports import UnitOfWork
-from server.servicers import converters
 
 
 class UserServicer(user_pb2_grpc.UserServiceServicer):

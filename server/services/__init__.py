@@ -1,0 +1,1 @@
+"""Use cases, independent of the wire and of the database driver."""

@@ -82,9 +82,7 @@ async def logout(uow: UnitOfWork, principal: domain.Principal) -> None:
         await uow.commit()
 
 
-async def _open_session(
-    uow: UnitOfWork, tokens: TokenCodec, user: domain.User
-) -> domain.TokenPair:
+async def _open_session(uow: UnitOfWork, tokens: TokenCodec, user: domain.User) -> domain.TokenPair:
     session_id = uuid.uuid4()
     access = tokens.issue("access", user.id, session_id)
     refresh_token = tokens.issue("refresh", user.id, session_id)
@@ -96,7 +94,9 @@ async def _open_session(
     return _pair(tokens, access.token, refresh_token.token, user)
 
 
-def _pair(tokens: TokenCodec, access: str, refresh_token: str, user: domain.User) -> domain.TokenPair:
+def _pair(
+    tokens: TokenCodec, access: str, refresh_token: str, user: domain.User
+) -> domain.TokenPair:
     expires_in = int(tokens.ttl("access").total_seconds())
     return domain.TokenPair(access, refresh_token, expires_in, user)
 

@@ -40,7 +40,7 @@ class PageTokens:
         return f"{_b64(body)}.{_b64(self._mac(owner, query, body))}"
 
     def decode(self, owner: uuid.UUID, query: str, token: str) -> domain.PageCursor:
-        """The cursor in `token`; raises InvalidArgument naming page_token if it is not valid here."""
+        """The cursor in `token`; raises InvalidArgument (page_token) if it is not valid here."""
         try:
             body_text, mac_text = token.split(".")
             body = _unb64(body_text)

@@ -56,9 +56,7 @@ async def list_tasks(
     cursor = page_tokens.decode(owner, LIST_QUERY, page_token) if page_token else None
     async with uow.read_only() as reader:
         page = await reader.tasks.list_page(owner, size, cursor)
-    next_token = (
-        page_tokens.encode(owner, LIST_QUERY, page.next_cursor) if page.next_cursor else ""
-    )
+    next_token = page_tokens.encode(owner, LIST_QUERY, page.next_cursor) if page.next_cursor else ""
     return page, next_token
 
 
@@ -100,7 +98,9 @@ async def complete_task(
     uow: UnitOfWork, principal: domain.Principal, user_id: str, task_id: str, completed: bool
 ) -> domain.Task:
     """Complete (or reopen) a task."""
-    patch = domain.TaskPatch(domain.TaskFields(title="", completed=completed), frozenset({"completed"}))
+    patch = domain.TaskPatch(
+        domain.TaskFields(title="", completed=completed), frozenset({"completed"})
+    )
     return await update_task(uow, principal, user_id, task_id, patch)
 
 

@@ -41,7 +41,12 @@ def task_fields(
     title = fields.title.strip()
     if "title" in names:
         _check(title != "", prefix + "title", "must not be empty", bad)
-        _check(len(title) <= TITLE_MAX, prefix + "title", f"must be at most {TITLE_MAX} characters", bad)
+        _check(
+            len(title) <= TITLE_MAX,
+            prefix + "title",
+            f"must be at most {TITLE_MAX} characters",
+            bad,
+        )
     if "description" in names:
         _check(
             len(fields.description) <= DESCRIPTION_MAX,

@@ -82,7 +82,7 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     }
     log = data / "stack.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             [sys.executable, "-m", "server"], cwd=REPO, env=env, stdout=out, stderr=out
         )
     rest = f"http://127.0.0.1:{base + WORKERS}"
@@ -129,12 +129,16 @@ def http(stack: Stack) -> Iterator[httpx.Client]:
 def register_and_login(http: httpx.Client) -> Account:
     email = f"user-{uuid.uuid4().hex[:12]}@example.com"
     password = "correct horse battery"
-    created = http.post("/api/v1/auth/register", json={"email": email, "password": password, "name": "Test"})
+    created = http.post(
+        "/api/v1/auth/register", json={"email": email, "password": password, "name": "Test"}
+    )
     assert created.status_code == 201, created.text
     login = http.post("/api/v1/auth/login", json={"email": email, "password": password})
     assert login.status_code == 200, login.text
     body = login.json()
-    return Account(created.json()["id"], email, password, body["access_token"], body["refresh_token"])
+    return Account(
+        created.json()["id"], email, password, body["access_token"], body["refresh_token"]
+    )
 
 
 @pytest.fixture

@@ -9,12 +9,21 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
-from todo.v1 import auth_pb2, auth_pb2_grpc, task_pb2, task_service_pb2, task_service_pb2_grpc
-from todo.v1 import user_pb2, user_pb2_grpc
+from todo.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    task_pb2,
+    task_service_pb2,
+    task_service_pb2_grpc,
+    user_pb2,
+    user_pb2_grpc,
+)
 
 
 @pytest.fixture(params=["envoy", "direct"])
-def ch(request: pytest.FixtureRequest, channel: grpc.Channel, direct_channel: grpc.Channel) -> grpc.Channel:
+def ch(
+    request: pytest.FixtureRequest, channel: grpc.Channel, direct_channel: grpc.Channel
+) -> grpc.Channel:
     return channel if request.param == "envoy" else direct_channel
 
 
@@ -47,27 +56,39 @@ def test_task_lifecycle(ch: grpc.Channel) -> None:
     user, md = _login(ch)
     tasks = task_service_pb2_grpc.TaskServiceStub(ch)
     created = tasks.CreateTask(
-        task_service_pb2.CreateTaskRequest(user_id="me", title="Write report", priority=task_pb2.PRIORITY_HIGH),
+        task_service_pb2.CreateTaskRequest(
+            user_id="me", title="Write report", priority=task_pb2.PRIORITY_HIGH
+        ),
         metadata=md,
     )
     assert created.user_id == user.id and created.priority == task_pb2.PRIORITY_HIGH
-    got = tasks.GetTask(task_service_pb2.GetTaskRequest(user_id=user.id, task_id=created.id), metadata=md)
+    got = tasks.GetTask(
+        task_service_pb2.GetTaskRequest(user_id=user.id, task_id=created.id), metadata=md
+    )
     assert got == created
     updated = tasks.UpdateTask(
-        task_service_pb2.UpdateTaskRequest(user_id="me", task_id=created.id, description="draft"), metadata=md
+        task_service_pb2.UpdateTaskRequest(user_id="me", task_id=created.id, description="draft"),
+        metadata=md,
     )
     assert (updated.title, updated.description) == ("Write report", "draft")
     replaced = tasks.ReplaceTask(
-        task_service_pb2.ReplaceTaskRequest(user_id="me", task_id=created.id, title="Final"), metadata=md
+        task_service_pb2.ReplaceTaskRequest(user_id="me", task_id=created.id, title="Final"),
+        metadata=md,
     )
     assert (replaced.description, replaced.priority) == ("", task_pb2.PRIORITY_MEDIUM)
-    done = tasks.CompleteTask(task_service_pb2.CompleteTaskRequest(user_id="me", task_id=created.id), metadata=md)
+    done = tasks.CompleteTask(
+        task_service_pb2.CompleteTaskRequest(user_id="me", task_id=created.id), metadata=md
+    )
     assert done.completed and done.HasField("completed_at")
     listed = tasks.ListTasks(task_service_pb2.ListTasksRequest(user_id="me"), metadata=md)
     assert [t.id for t in listed.tasks] == [created.id] and listed.total_size == 1
-    tasks.DeleteTask(task_service_pb2.DeleteTaskRequest(user_id="me", task_id=created.id), metadata=md)
+    tasks.DeleteTask(
+        task_service_pb2.DeleteTaskRequest(user_id="me", task_id=created.id), metadata=md
+    )
     with pytest.raises(grpc.RpcError) as caught:
-        tasks.GetTask(task_service_pb2.GetTaskRequest(user_id="me", task_id=created.id), metadata=md)
+        tasks.GetTask(
+            task_service_pb2.GetTaskRequest(user_id="me", task_id=created.id), metadata=md
+        )
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
 
 
@@ -79,7 +100,9 @@ def test_errors_carry_rich_details(ch: grpc.Channel) -> None:
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert _details(caught.value) == (["title"], "INVALID_TASK")
     with pytest.raises(grpc.RpcError) as caught:
-        tasks.CreateTask(task_service_pb2.CreateTaskRequest(user_id="me", title="x", priority=99), metadata=md)
+        tasks.CreateTask(
+            task_service_pb2.CreateTaskRequest(user_id="me", title="x", priority=99), metadata=md
+        )
     assert _details(caught.value) == (["priority"], "INVALID_PRIORITY")
     with pytest.raises(grpc.RpcError) as caught:
         tasks.ListTasks(task_service_pb2.ListTasksRequest(user_id=str(uuid.uuid4())), metadata=md)
@@ -94,13 +117,17 @@ def test_authentication_is_required(ch: grpc.Channel) -> None:
         assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_logout_takes_effect_on_every_process(channel: grpc.Channel, direct_channel: grpc.Channel, stack) -> None:
-    user, md = _login(channel)
+def test_logout_takes_effect_on_every_process(
+    channel: grpc.Channel, direct_channel: grpc.Channel, stack
+) -> None:
+    _, md = _login(channel)
     auth_pb2_grpc.AuthServiceStub(channel).Logout(auth_pb2.LogoutRequest(), metadata=md)
     for target in stack.worker_targets:
         with grpc.insecure_channel(target) as worker:
             with pytest.raises(grpc.RpcError) as caught:
-                user_pb2_grpc.UserServiceStub(worker).GetUser(user_pb2.GetUserRequest(user_id="me"), metadata=md)
+                user_pb2_grpc.UserServiceStub(worker).GetUser(
+                    user_pb2.GetUserRequest(user_id="me"), metadata=md
+                )
             assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
 
 

@@ -16,7 +16,9 @@ DEV_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # the stack runs with
 
 def test_register_and_login_shapes(http: httpx.Client) -> None:
     email = f"Mixed-{uuid.uuid4().hex[:8]}@Example.com"
-    created = http.post("/api/v1/auth/register", json={"email": email, "password": "p" * 8, "name": " N "})
+    created = http.post(
+        "/api/v1/auth/register", json={"email": email, "password": "p" * 8, "name": " N "}
+    )
     assert created.status_code == 201, created.text
     user = created.json()
     assert set(user) == {"id", "email", "name", "timezone", "created_at", "updated_at"}
@@ -27,18 +29,26 @@ def test_register_and_login_shapes(http: httpx.Client) -> None:
     assert login.status_code == 200 and login.headers["cache-control"] == "no-store"
     assert body["token_type"] == "Bearer" and body["expires_in"] == 600
     assert body["user"] == user and body["access_token"] and body["refresh_token"]
-    duplicate = http.post("/api/v1/auth/register", json={"email": email, "password": "p" * 8, "name": "N"})
+    duplicate = http.post(
+        "/api/v1/auth/register", json={"email": email, "password": "p" * 8, "name": "N"}
+    )
     assert_error(duplicate, 409, 6, reason="EMAIL_TAKEN")
 
 
 def test_register_names_bad_fields(http: httpx.Client) -> None:
-    response = http.post("/api/v1/auth/register", json={"email": "nope", "password": "short", "name": ""})
+    response = http.post(
+        "/api/v1/auth/register", json={"email": "nope", "password": "short", "name": ""}
+    )
     assert_error(response, 400, 3, fields=["email", "name", "password"])
 
 
 def test_login_failures_look_the_same(http: httpx.Client, alice: Account) -> None:
-    wrong = http.post("/api/v1/auth/login", json={"email": alice.email, "password": "wrong password"})
-    unknown = http.post("/api/v1/auth/login", json={"email": "x" + alice.email, "password": "wrong password"})
+    wrong = http.post(
+        "/api/v1/auth/login", json={"email": alice.email, "password": "wrong password"}
+    )
+    unknown = http.post(
+        "/api/v1/auth/login", json={"email": "x" + alice.email, "password": "wrong password"}
+    )
     assert assert_error(wrong, 401, 16) == assert_error(unknown, 401, 16)
 
 
@@ -51,8 +61,17 @@ def test_get_user(http: httpx.Client, alice: Account, bob: Account) -> None:
 
 def _token(**claims: object) -> str:
     now = dt.datetime.now(dt.UTC)
-    payload = {"iss": "todo-service", "aud": "todo-api", "sub": str(uuid.uuid4()), "sid": str(uuid.uuid4()),
-               "jti": "x", "iat": now, "exp": now + dt.timedelta(minutes=5), "typ": "access", **claims}
+    payload = {
+        "iss": "todo-service",
+        "aud": "todo-api",
+        "sub": str(uuid.uuid4()),
+        "sid": str(uuid.uuid4()),
+        "jti": "x",
+        "iat": now,
+        "exp": now + dt.timedelta(minutes=5),
+        "typ": "access",
+        **claims,
+    }
     return jwt.encode(payload, DEV_SECRET, algorithm="HS256")
 
 
@@ -80,7 +99,9 @@ def test_logout_revokes_access_and_refresh(http: httpx.Client) -> None:
     account = register_and_login(http)
     out = http.post("/api/v1/auth/logout", headers=account.headers)
     assert out.status_code == 204 and out.content == b""
-    assert_error(http.get("/api/v1/users/me", headers=account.headers), 401, 16, reason="TOKEN_REVOKED")
+    assert_error(
+        http.get("/api/v1/users/me", headers=account.headers), 401, 16, reason="TOKEN_REVOKED"
+    )
     again = http.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
     assert_error(again, 401, 16)
 
@@ -90,7 +111,10 @@ def test_refresh_rotates_once(http: httpx.Client) -> None:
     first = http.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
     assert first.status_code == 200, first.text
     new_access = first.json()["access_token"]
-    assert http.get("/api/v1/users/me", headers={"authorization": f"Bearer {new_access}"}).status_code == 200
+    assert (
+        http.get("/api/v1/users/me", headers={"authorization": f"Bearer {new_access}"}).status_code
+        == 200
+    )
     reuse = http.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
     assert_error(reuse, 401, 16)
     revoked = http.get("/api/v1/users/me", headers={"authorization": f"Bearer {new_access}"})

@@ -56,25 +56,44 @@ def test_list_pages_newest_first(http: httpx.Client, alice: Account) -> None:
     assert seen == ids[::-1]
 
 
-def test_put_replaces_and_patch_changes_only_what_is_sent(http: httpx.Client, alice: Account) -> None:
+def test_put_replaces_and_patch_changes_only_what_is_sent(
+    http: httpx.Client, alice: Account
+) -> None:
     task = create(http, alice, description="keep?", category="home", due_at="2026-12-01T00:00:00Z")
     url = f"{TASKS}/{task['id']}"
-    patched = http.patch(url, json={"priority": "PRIORITY_HIGH", "category": ""}, headers=alice.headers)
+    patched = http.patch(
+        url, json={"priority": "PRIORITY_HIGH", "category": ""}, headers=alice.headers
+    )
     assert patched.status_code == 200, patched.text
     body = patched.json()
-    assert (body["priority"], body["category"], body["description"]) == ("PRIORITY_HIGH", "", "keep?")
+    assert (body["priority"], body["category"], body["description"]) == (
+        "PRIORITY_HIGH",
+        "",
+        "keep?",
+    )
     assert body["due_at"] == "2026-12-01T00:00:00Z" and body["etag"] != task["etag"]
-    cleared = http.patch(url, params={"update_mask": "due_at"}, json={"title": "ignored"}, headers=alice.headers)
+    cleared = http.patch(
+        url, params={"update_mask": "due_at"}, json={"title": "ignored"}, headers=alice.headers
+    )
     assert cleared.status_code == 200, cleared.text
     assert "due_at" not in cleared.json() and cleared.json()["title"] == "Buy milk"
     replaced = http.put(url, json={"title": "New"}, headers=alice.headers).json()
-    assert (replaced["title"], replaced["description"], replaced["priority"]) == ("New", "", "PRIORITY_MEDIUM")
+    assert (replaced["title"], replaced["description"], replaced["priority"]) == (
+        "New",
+        "",
+        "PRIORITY_MEDIUM",
+    )
 
 
 def test_stale_etag_is_409_and_changes_nothing(http: httpx.Client, alice: Account) -> None:
     task = create(http, alice)
     url = f"{TASKS}/{task['id']}"
-    assert http.patch(url, json={"title": "a", "etag": task["etag"]}, headers=alice.headers).status_code == 200
+    assert (
+        http.patch(
+            url, json={"title": "a", "etag": task["etag"]}, headers=alice.headers
+        ).status_code
+        == 200
+    )
     stale = http.patch(url, json={"title": "b", "etag": task["etag"]}, headers=alice.headers)
     assert_error(stale, 409, 10, reason="ETAG_MISMATCH")
     assert http.get(url, headers=alice.headers).json()["title"] == "a"
@@ -104,14 +123,18 @@ def test_delete_is_204_empty_then_404(http: httpx.Client, alice: Account) -> Non
 def test_other_users_data_is_invisible(http: httpx.Client, alice: Account, bob: Account) -> None:
     task = create(http, bob, title="bob's")
     for method in ("GET", "PATCH", "PUT", "DELETE"):
-        response = http.request(method, f"{TASKS}/{task['id']}", json={"title": "x"}, headers=alice.headers)
+        response = http.request(
+            method, f"{TASKS}/{task['id']}", json={"title": "x"}, headers=alice.headers
+        )
         assert_error(response, 404, 5)
     complete = http.patch(f"{TASKS}/{task['id']}/complete", headers=alice.headers)
     assert_error(complete, 404, 5)
     for path in (f"/api/v1/users/{bob.user_id}/tasks", f"/api/v1/users/{uuid.uuid4()}/tasks"):
         assert_error(http.get(path, headers=alice.headers), 403, 7)
         assert_error(http.post(path, json={"title": "x"}, headers=alice.headers), 403, 7)
-    query_override = http.get(f"{TASKS}/{task['id']}", params={"user_id": bob.user_id}, headers=alice.headers)
+    query_override = http.get(
+        f"{TASKS}/{task['id']}", params={"user_id": bob.user_id}, headers=alice.headers
+    )
     assert query_override.status_code in (400, 403, 404)
     assert http.get(f"{TASKS}/{task['id']}", headers=bob.headers).json()["title"] == "bob's"
 
@@ -127,39 +150,64 @@ def test_bad_task_input_is_400_and_writes_nothing(http: httpx.Client, alice: Acc
         ({"title": "", "category": "c" * 51}, ["category", "title"]),
     ]
     for body, fields in cases:
-        assert_error(http.post(TASKS, json=body, headers=alice.headers), 400, 3, "INVALID_TASK", fields)
+        assert_error(
+            http.post(TASKS, json=body, headers=alice.headers), 400, 3, "INVALID_TASK", fields
+        )
     assert count(http, alice) == 0
 
 
 def test_malformed_and_mistyped_json_is_400(http: httpx.Client, alice: Account) -> None:
     headers = {**alice.headers, "content-type": "application/json"}
-    for raw in (b"{", b'{"title": 123}', b'{"title": "x", "priority": "PRIORITY_HUGE"}',
-                b'{"title": "x", "due_at": "tomorrow"}', b'{"title": ["x"]}', b"[]"):
+    for raw in (
+        b"{",
+        b'{"title": 123}',
+        b'{"title": "x", "priority": "PRIORITY_HUGE"}',
+        b'{"title": "x", "due_at": "tomorrow"}',
+        b'{"title": ["x"]}',
+        b"[]",
+    ):
         response = http.post(TASKS, content=raw, headers=headers)
         assert_error(response, 400, 3)
     assert count(http, alice) == 0
 
 
 def test_limits_at_the_edge(http: httpx.Client, alice: Account) -> None:
-    big = http.post(TASKS, content=b'{"title": "' + b"x" * (2 * 1024 * 1024) + b'"}',
-                    headers={**alice.headers, "content-type": "application/json"})
+    big = http.post(
+        TASKS,
+        content=b'{"title": "' + b"x" * (2 * 1024 * 1024) + b'"}',
+        headers={**alice.headers, "content-type": "application/json"},
+    )
     assert_error(big, 413, 8)
-    assert_error(http.get(TASKS, params={"page_size": -1}, headers=alice.headers), 400, 3, fields=["page_size"])
-    assert_error(http.get(TASKS, params={"page_token": "garbage"}, headers=alice.headers), 400, 3,
-                 reason="INVALID_PAGE_TOKEN", fields=["page_token"])
+    assert_error(
+        http.get(TASKS, params={"page_size": -1}, headers=alice.headers),
+        400,
+        3,
+        fields=["page_size"],
+    )
+    assert_error(
+        http.get(TASKS, params={"page_token": "garbage"}, headers=alice.headers),
+        400,
+        3,
+        reason="INVALID_PAGE_TOKEN",
+        fields=["page_token"],
+    )
     assert_error(http.get(TASKS, params={"color": "red"}, headers=alice.headers), 400, 3)
     assert http.get(TASKS, params={"page_size": 10_000}, headers=alice.headers).status_code == 200
 
 
 def test_unknown_routes_and_ids(http: httpx.Client, alice: Account) -> None:
     assert_error(http.get("/api/v1/nope", headers=alice.headers), 404, 5)
-    assert_error(http.get(f"{TASKS}/not-a-uuid", headers=alice.headers), 404, 5, reason="TASK_NOT_FOUND")
+    assert_error(
+        http.get(f"{TASKS}/not-a-uuid", headers=alice.headers), 404, 5, reason="TASK_NOT_FOUND"
+    )
     assert_error(http.get(f"{TASKS}/{uuid.uuid4()}", headers=alice.headers), 404, 5)
     wrong_verb = http.post(f"{TASKS}/{uuid.uuid4()}", json={}, headers=alice.headers)
     assert wrong_verb.status_code in (404, 405)
 
 
-def test_every_response_has_request_id_and_security_headers(http: httpx.Client, alice: Account) -> None:
+def test_every_response_has_request_id_and_security_headers(
+    http: httpx.Client, alice: Account
+) -> None:
     responses = [
         http.get(TASKS, headers=alice.headers),
         http.get("/api/v1/nope"),

@@ -74,8 +74,13 @@ class FakeTasks:
     async def add(self, user_id: uuid.UUID, fields: domain.TaskFields) -> domain.Task:
         stamp = now()
         task = domain.Task(
-            id=uuid.uuid4(), user_id=user_id, completed_at=stamp if fields.completed else None,
-            created_at=stamp, updated_at=stamp, version=1, **dataclasses.asdict(fields),
+            id=uuid.uuid4(),
+            user_id=user_id,
+            completed_at=stamp if fields.completed else None,
+            created_at=stamp,
+            updated_at=stamp,
+            version=1,
+            **dataclasses.asdict(fields),
         )
         self.rows[task.id] = task
         return task
@@ -92,7 +97,11 @@ class FakeTasks:
             key=lambda t: (t.created_at, t.id),
             reverse=True,
         )
-        rest = [t for t in mine if after is None or (t.created_at, t.id) < (after.created_at, after.task_id)]
+        rest = [
+            t
+            for t in mine
+            if after is None or (t.created_at, t.id) < (after.created_at, after.task_id)
+        ]
         page = rest[:page_size]
         cursor = (
             domain.PageCursor(page[-1].created_at, page[-1].id) if len(rest) > page_size else None

@@ -30,8 +30,13 @@ def test_refresh_token_is_not_an_access_token(tokens: TokenCodec) -> None:
 def _claims(settings: Settings, **overrides: object) -> dict[str, object]:
     now = dt.datetime.now(dt.UTC)
     claims: dict[str, object] = {
-        "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": str(uuid.uuid4()),
-        "sid": str(uuid.uuid4()), "jti": "j", "iat": now, "exp": now + dt.timedelta(minutes=5),
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": str(uuid.uuid4()),
+        "sid": str(uuid.uuid4()),
+        "jti": "j",
+        "iat": now,
+        "exp": now + dt.timedelta(minutes=5),
         "typ": "access",
     }
     claims.update(overrides)

@@ -33,9 +33,10 @@ from todo.v1 import (
 
 from server.auth.passwords import PasswordHasher
 from server.auth.sessions import DatabaseSessionCheck
-from server.auth.tokens import TokenCodec
+from server.auth.tokens import LEEWAY_S, TokenCodec
 from server.config import Settings
 from server.db.pool import make_pool, ping
+from server.db.revocations import SessionRevocations
 from server.db.unit_of_work import UnitOfWork
 from server.health import HealthMonitor
 from server.interceptors.access_log import AccessLogInterceptor
@@ -78,13 +79,18 @@ async def create_server(
     def uow() -> UnitOfWorkPort:
         return UnitOfWork(pool)
 
+    revocations = SessionRevocations(
+        settings.database_url, settings.access_token_ttl_s + LEEWAY_S, DatabaseSessionCheck(uow)
+    )
+    revocations.start()
+    stack.push_async_callback(revocations.stop)
     tokens = TokenCodec(settings)
     hasher = PasswordHasher(settings.bcrypt_rounds)
     server = grpc.aio.server(
         interceptors=[
             AccessLogInterceptor(),
             ErrorInterceptor(),
-            AuthInterceptor(tokens, DatabaseSessionCheck(uow)),
+            AuthInterceptor(tokens, revocations),
         ],
         options=SERVER_OPTIONS,
     )

@@ -61,6 +61,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sessions")),
     )
     op.create_index("ix_sessions_user_id", "sessions", ["user_id"], unique=False)
+    op.create_index(
+        "ix_sessions_revoked_at",
+        "sessions",
+        ["revoked_at"],
+        unique=False,
+        postgresql_where=sa.text("revoked_at IS NOT NULL"),
+    )
     op.create_table(
         "tasks",
         sa.Column("id", sa.UUID(), server_default=sa.text("gen_random_uuid()"), nullable=False),
@@ -111,6 +118,7 @@ def downgrade() -> None:
     op.drop_index("ix_tasks_user_id_created_at_id", table_name="tasks")
     op.drop_index("ix_tasks_tags", table_name="tasks", postgresql_using="gin")
     op.drop_table("tasks")
+    op.drop_index("ix_sessions_revoked_at", table_name="sessions")
     op.drop_index("ix_sessions_user_id", table_name="sessions")
     op.drop_table("sessions")
     op.drop_table("users")

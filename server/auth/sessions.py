@@ -1,15 +1,25 @@
-"""Session liveness for the auth interceptor, looked up in PostgreSQL.
+"""Session liveness for the auth interceptor.
 
-One indexed primary-key lookup per authenticated call, on an autocommit
-connection.
+`SessionCheck` is what the interceptor asks; `DatabaseSessionCheck` answers
+with one primary-key lookup. `server.db.revocations.SessionRevocations`
+answers from memory and falls back to this one while it is not ready.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Protocol
 
 from server.services.ports import UnitOfWork
+
+
+class SessionCheck(Protocol):
+    """Tells whether a login session (and so its tokens) is still valid."""
+
+    async def is_active(self, session_id: uuid.UUID) -> bool:
+        """False once the session was revoked."""
+        ...
 
 
 class DatabaseSessionCheck:

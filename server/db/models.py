@@ -73,7 +73,15 @@ class SessionRow(Base):
     expires_at: orm.Mapped[dt.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
     revoked_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
 
-    __table_args__ = (sa.Index("ix_sessions_user_id", "user_id"),)
+    __table_args__ = (
+        sa.Index("ix_sessions_user_id", "user_id"),
+        # Each server process reloads the recently revoked sessions on (re)connect.
+        sa.Index(
+            "ix_sessions_revoked_at",
+            "revoked_at",
+            postgresql_where=sa.text("revoked_at IS NOT NULL"),
+        ),
+    )
 
 
 class TaskRow(Base):

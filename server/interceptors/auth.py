@@ -7,12 +7,13 @@ that its session is still live, and binds the Principal for the handler.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection
-from typing import Any, Protocol
+from typing import Any
 
 import grpc.aio
 
 from server import domain, errors
 from server.auth import principal as principal_ctx
+from server.auth.sessions import SessionCheck
 from server.auth.tokens import TokenCodec
 from server.interceptors.base import StreamBehavior, UnaryBehavior, WrappingInterceptor
 
@@ -27,14 +28,6 @@ PUBLIC_METHODS = frozenset(
         "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
     }
 )
-
-
-class SessionCheck(Protocol):
-    """Tells whether a login session (and so its tokens) is still valid."""
-
-    async def is_active(self, session_id: Any) -> bool:
-        """False once the session was revoked or has expired."""
-        ...
 
 
 class AuthInterceptor(WrappingInterceptor):

@@ -16,7 +16,18 @@ UPDATE sessions SET refresh_jti = %s
 WHERE id = %s AND refresh_jti = %s AND revoked_at IS NULL AND expires_at > now()
 """
 
-REVOKE = "UPDATE sessions SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL"
+REVOKE = """
+WITH revoked AS (
+    UPDATE sessions SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL RETURNING id
+)
+SELECT pg_notify('session_revoked', id::text) FROM revoked
+"""
+"""Revokes and tells every server process (LISTEN session_revoked) once committed."""
+
+RECENTLY_REVOKED = """
+SELECT id FROM sessions
+WHERE revoked_at IS NOT NULL AND revoked_at > now() - make_interval(secs => %s)
+"""
 
 IS_ACTIVE = "SELECT 1 FROM sessions WHERE id = %s AND revoked_at IS NULL AND expires_at > now()"
 
@@ -39,7 +50,11 @@ class PgSessionsRepository:
 
     async def revoke(self, session_id: uuid.UUID) -> None:
         """Revoke the session (a no-op if it is unknown or revoked already)."""
-        await self._db.execute(REVOKE, (session_id,))
+        await self._db.fetch_all(REVOKE, (session_id,))
+
+    async def revoked_since(self, seconds: float) -> list[uuid.UUID]:
+        """Sessions revoked in the last `seconds` (whose access tokens may still be unexpired)."""
+        return [row[0] for row in await self._db.fetch_all(RECENTLY_REVOKED, (seconds,))]
 
     async def is_active(self, session_id: uuid.UUID) -> bool:
         """Whether the session exists, is live and unexpired (a primary-key lookup)."""

@@ -54,6 +54,10 @@ class SessionsRepository(Protocol):
         """Whether the session exists, is not revoked and has not expired."""
         ...
 
+    async def revoked_since(self, seconds: float) -> list[uuid.UUID]:
+        """The sessions revoked in the last `seconds`."""
+        ...
+
 
 class TasksRepository(Protocol):
     """Tasks; every query is filtered by owner and id together."""

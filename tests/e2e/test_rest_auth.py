@@ -59,7 +59,7 @@ def test_get_user(http: httpx.Client, alice: Account, bob: Account) -> None:
     assert_error(http.get(f"/api/v1/users/{bob.user_id}", headers=alice.headers), 403, 7)
 
 
-def _token(**claims: object) -> str:
+def _token(key: str = DEV_SECRET, **claims: object) -> str:
     now = dt.datetime.now(dt.UTC)
     payload = {
         "iss": "todo-service",
@@ -72,7 +72,7 @@ def _token(**claims: object) -> str:
         "typ": "access",
         **claims,
     }
-    return jwt.encode(payload, DEV_SECRET, algorithm="HS256")
+    return jwt.encode(payload, key, algorithm="HS256")
 
 
 def test_hostile_tokens_are_401(http: httpx.Client, alice: Account) -> None:
@@ -87,7 +87,8 @@ def test_hostile_tokens_are_401(http: httpx.Client, alice: Account) -> None:
         "alg none": {"authorization": f"Bearer {unsigned}"},
         "wrong signature": {"authorization": f"Bearer {header}.{payload}.c2lnbmF0dXJl"},
         "refresh as access": {"authorization": f"Bearer {alice.refresh_token}"},
-        "unknown session": {"authorization": f"Bearer {_token(sub=alice.user_id)}"},
+        "other key": {"authorization": f"Bearer {_token(sub=alice.user_id, key='k' * 40)}"},
+        "other audience": {"authorization": f"Bearer {_token(sub=alice.user_id, aud='other')}"},
     }
     for name, headers in candidates.items():
         response = http.get("/api/v1/users/me/tasks", headers=headers)

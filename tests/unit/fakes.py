@@ -62,6 +62,9 @@ class FakeSessions:
         if session_id in self.rows:
             self.rows[session_id].revoked = True
 
+    async def revoked_since(self, seconds: float) -> list[uuid.UUID]:
+        return [sid for sid, row in self.rows.items() if row.revoked]
+
     async def is_active(self, session_id: uuid.UUID) -> bool:
         row = self.rows.get(session_id)
         return row is not None and not row.revoked and row.expires_at > now()

@@ -91,7 +91,7 @@ class Stack:
             "TODO_LOG_LEVEL": log_level,
         }
         self.log = (data / "stack.log").open("wb")
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "server"], cwd=REPO, env=env, stdout=self.log, stderr=self.log
         )
         self.rest = f"http://127.0.0.1:{self.envoy_port}"
@@ -163,7 +163,7 @@ def run_wrk(
         cmd += ["-H", f"{key}: {value}"]
     if script:
         cmd += ["-s", str(script)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout  # noqa: S603
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
 
@@ -196,7 +196,7 @@ def run_h2load(
         ]
         for key, value in headers.items():
             cmd += ["-H", f"{key}: {value}"]
-        subprocess.run(cmd, capture_output=True, text=True, check=True)  # noqa: S603
+        subprocess.run(cmd, capture_output=True, text=True, check=True)
         lines = [ln.split("\t") for ln in Path(log.name).read_text().splitlines() if ln]
     latencies = [int(parts[2]) / 1000 for parts in lines]
     errors = sum(1 for parts in lines if parts[1] != "200")
@@ -313,12 +313,14 @@ def scenarios(stack: Stack, token: str, task_id: str, seconds: int, conns: int, 
 def print_table(results: list[Result], args: argparse.Namespace, workers: int) -> None:
     print()
     print(
-        f"{workers} server processes + Envoy (--concurrency 1), {args.connections} concurrent requests, "
-        f"{args.duration}s each, {os.cpu_count()} cores shared with the load generator and PostgreSQL"
+        f"{workers} server processes + Envoy (--concurrency 1), "
+        f"{args.connections} concurrent requests, {args.duration}s each, "
+        f"{os.cpu_count()} cores shared with the load generator and PostgreSQL"
     )
     print()
     print(
-        "| scenario | req/s | p50 ms | p99 ms | errors | server CPU ms/req | Envoy CPU ms/req | PostgreSQL CPU ms/req |"
+        "| scenario | req/s | p50 ms | p99 ms | errors "
+        "| server CPU ms/req | Envoy CPU ms/req | PostgreSQL CPU ms/req |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:

@@ -4,9 +4,10 @@ Interceptor order, outermost first:
 
 1. AccessLogInterceptor: one line per call, whatever happened inside;
 2. ErrorInterceptor: DomainError -> status with details, anything else -> INTERNAL;
-3. AuthInterceptor: verifies the bearer token, binds the Principal.
+3. AuthInterceptor: verifies the bearer token, binds the Principal;
+4. RateLimitInterceptor: the caller's per-user request limit (when configured).
 
-So an authentication failure is mapped by (2) and logged by (1).
+So an authentication failure or a refused call is mapped by (2) and logged by (1).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import contextlib
 import functools
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -31,10 +33,13 @@ from todo.v1 import (
     user_pb2_grpc,
 )
 
+from server import housekeeping
 from server.auth.passwords import PasswordHasher
 from server.auth.sessions import DatabaseSessionCheck
 from server.auth.tokens import LEEWAY_S, TokenCodec
 from server.config import Settings
+from server.db.change_feed import ChangeFeed
+from server.db.listener import NotificationListener
 from server.db.pool import make_pool, ping
 from server.db.revocations import SessionRevocations
 from server.db.unit_of_work import UnitOfWork
@@ -42,11 +47,13 @@ from server.health import HealthMonitor
 from server.interceptors.access_log import AccessLogInterceptor
 from server.interceptors.auth import AuthInterceptor
 from server.interceptors.errors import ErrorInterceptor
+from server.interceptors.rate_limit import RateLimitInterceptor
 from server.servicers.auth_servicer import AuthServicer
 from server.servicers.task_servicer import TaskServicer
 from server.servicers.user_servicer import UserServicer
-from server.services.page_tokens import PageTokens
+from server.services.page_tokens import PageTokens, ResumeTokens
 from server.services.ports import UnitOfWork as UnitOfWorkPort
+from server.services.throttle import Limits, Throttle
 
 log = logging.getLogger(__name__)
 SERVICE_NAMES = [
@@ -63,12 +70,17 @@ SERVER_OPTIONS = [
 
 
 async def create_server(
-    settings: Settings, stack: contextlib.AsyncExitStack, port: int = 0
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    port: int = 0,
+    stopping: asyncio.Event | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Build (not start) one server process's gRPC server bound to `port` (0: any).
 
-    Resources it opens (the connection pool, the health monitor) are closed
-    by `stack`; close the stack after stopping the server.
+    Resources it opens (the connection pool, the listener, background tasks)
+    are closed by `stack`; close the stack after stopping the server. When
+    `stopping` is set, open watch streams end at once (UNAVAILABLE, with
+    their resume token in hand) instead of waiting out the grace period.
     """
     if settings.database_url is None:
         raise ValueError("create_server needs settings.database_url (resolved by the launcher)")
@@ -79,32 +91,69 @@ async def create_server(
     def uow() -> UnitOfWorkPort:
         return UnitOfWork(pool)
 
+    listener = NotificationListener(settings.database_url)
     revocations = SessionRevocations(
-        settings.database_url, settings.access_token_ttl_s + LEEWAY_S, DatabaseSessionCheck(uow)
+        listener, settings.access_token_ttl_s + LEEWAY_S, DatabaseSessionCheck(uow)
     )
-    revocations.start()
-    stack.push_async_callback(revocations.stop)
+    feed = ChangeFeed(listener)
+    listener.start()
+    stack.push_async_callback(listener.stop)
+    _background(stack, _close_when(stopping, feed) if stopping else None)
+    _background(stack, housekeeping.run(uow, settings))
     tokens = TokenCodec(settings)
     hasher = PasswordHasher(settings.bcrypt_rounds)
-    server = grpc.aio.server(
-        interceptors=[
-            AccessLogInterceptor(),
-            ErrorInterceptor(),
-            AuthInterceptor(tokens, revocations),
-        ],
-        options=SERVER_OPTIONS,
+    throttle = Throttle(Limits.from_settings(settings))
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        AccessLogInterceptor(),
+        ErrorInterceptor(),
+        AuthInterceptor(tokens, revocations),
+    ]
+    if settings.user_rate_limit > 0:
+        interceptors.append(
+            RateLimitInterceptor(
+                settings.user_rate_limit, settings.user_rate_burst, settings.workers
+            )
+        )
+    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(
+        AuthServicer(uow, hasher, tokens, throttle), server
     )
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(uow, hasher, tokens), server)
-    user_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(uow), server)
+    user_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(uow, hasher, throttle), server)
     task_service_pb2_grpc.add_TaskServiceServicer_to_server(
-        TaskServicer(uow, PageTokens(settings.jwt_secret)), server
+        TaskServicer(
+            uow,
+            PageTokens(settings.jwt_secret),
+            feed,
+            ResumeTokens(settings.jwt_secret),
+            settings.watch_heartbeat_s,
+        ),
+        server,
     )
     await _add_health(server, stack, functools.partial(ping, pool))
-    if settings.reflection:
+    if settings.reflection_enabled:
         names = [*SERVICE_NAMES, "grpc.health.v1.Health", reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
     bound = server.add_insecure_port(f"{settings.grpc_host}:{port}")
     return server, bound
+
+
+def _background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None] | None) -> None:
+    """Run `work` until the stack closes."""
+    if work is None:
+        return
+    task = asyncio.get_running_loop().create_task(work)
+
+    async def cancel() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(cancel)
+
+
+async def _close_when(stopping: asyncio.Event, feed: ChangeFeed) -> None:
+    await stopping.wait()
+    feed.close()
 
 
 async def _add_health(
@@ -127,7 +176,7 @@ async def serve(settings: Settings, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     async with contextlib.AsyncExitStack() as stack:
-        server, bound = await create_server(settings, stack, port)
+        server, bound = await create_server(settings, stack, port, stopping)
         await server.start()
         log.info("worker listening on %s:%d", settings.grpc_host, bound)
         await stopping.wait()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 PLACEHOLDER_SECRET = "dev-only-secret-change-me-0123456789abcdef"
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 Environment = Literal["development", "production"]
 
 
@@ -57,7 +59,12 @@ class Settings:
     """Port of Envoy's admin interface, always bound to 127.0.0.1."""
 
     jwt_secret: str = PLACEHOLDER_SECRET
-    """HS256 signing key, at least 32 characters."""
+    """HS256 key that signs new tokens, at least 32 characters."""
+
+    jwt_previous_secret: str | None = None
+    """The key before the last rotation: tokens it signed are still accepted (by their `kid`)
+    until they expire. Set it to the old `jwt_secret` when rotating; unset it after the
+    refresh-token lifetime. None: only the current key is accepted."""
 
     jwt_issuer: str = "todo-service"
     """`iss` claim written into and required from every token."""
@@ -83,11 +90,60 @@ class Settings:
     log_level: str = "INFO"
     """Python logging level name."""
 
-    reflection: bool = True
-    """Whether gRPC server reflection is served."""
+    reflection: bool | None = None
+    """Whether gRPC server reflection is served. None (unset): on, except in production."""
 
     grace_period_s: float = 5.0
     """How long a stopping worker lets in-flight calls finish."""
+
+    watch_heartbeat_s: float = 30.0
+    """Idle watch streams get a HEARTBEAT event this often (below Envoy's 5 min idle timeout)."""
+
+    change_retention_s: int = 7 * 24 * 3600
+    """How long task changes are kept for watch resume tokens (older: RESYNC_REQUIRED)."""
+
+    user_rate_limit: int = 600
+    """Requests per minute one user may make over both wires, summed over the server
+    processes (each process allows its share, `user_rate_limit / workers`); 0 turns the
+    per-user limit off. Public calls (register, login, refresh, health) are not counted."""
+
+    user_rate_burst: int = 100
+    """Requests one user may make at once before `user_rate_limit` paces them (the
+    bucket's size, shared out between the processes like the rate)."""
+
+    throttle_period_s: int = 600
+    """Period of the register/login/refresh (and change-password) throttles: each key
+    below allows its number of attempts at once, then one more every
+    `throttle_period_s / number` seconds. Kept in PostgreSQL, so shared by every process."""
+
+    throttle_per_address: int = 300
+    """Attempts per period from one client address, whatever the account; 0: no limit."""
+
+    throttle_per_account_address: int = 10
+    """Attempts per period on one account (email, or user for refresh) from one client
+    address: stops one attacker early without locking the owner out elsewhere; 0: no limit."""
+
+    throttle_per_account: int = 50
+    """Attempts per period on one account from all addresses together (looser: bounds a
+    distributed attack); 0: no limit."""
+
+    cors_origins: tuple[str, ...] = ()
+    """Browser origins allowed by CORS, exact (`https://app.example.com`); comma-separated
+    in `TODO_CORS_ORIGINS`. Empty: no CORS headers (browsers on other origins are refused)."""
+
+    tls_cert_file: Path | None = None
+    """PEM certificate chain for Envoy's listener; with `tls_key_file`, Envoy serves HTTPS
+    (and gRPC over TLS) and sends Strict-Transport-Security. None: plain HTTP."""
+
+    tls_key_file: Path | None = None
+    """PEM private key matching `tls_cert_file`."""
+
+    max_request_headers_kb: int = 32
+    """Largest request header block Envoy accepts, in KiB (431 over it; 1 to 8192)."""
+
+    gzip_min_bytes: int = 1024
+    """REST JSON responses at least this large are gzip-compressed for clients that
+    send `Accept-Encoding: gzip` (auth responses never are)."""
 
     def __post_init__(self) -> None:
         if self.environment not in ("development", "production"):
@@ -106,6 +162,55 @@ class Settings:
             raise ConfigError("need 1 <= TODO_DB_POOL_MIN <= TODO_DB_POOL_MAX")
         if self.access_token_ttl_s <= 0 or self.refresh_token_ttl_s <= 0:
             raise ConfigError("token lifetimes must be positive")
+        self._check_keys()
+        self._check_limits()
+        self._check_edge()
+
+    def _check_keys(self) -> None:
+        previous = self.jwt_previous_secret
+        if previous is not None and (len(previous) < 32 or previous == self.jwt_secret):
+            raise ConfigError(
+                "TODO_JWT_PREVIOUS_SECRET must be at least 32 characters and differ from "
+                "TODO_JWT_SECRET"
+            )
+
+    def _check_limits(self) -> None:
+        counts = {
+            "TODO_USER_RATE_LIMIT": self.user_rate_limit,
+            "TODO_THROTTLE_PER_ADDRESS": self.throttle_per_address,
+            "TODO_THROTTLE_PER_ACCOUNT_ADDRESS": self.throttle_per_account_address,
+            "TODO_THROTTLE_PER_ACCOUNT": self.throttle_per_account,
+        }
+        for name, value in counts.items():
+            if value < 0:
+                raise ConfigError(f"{name} must not be negative (0 turns it off)")
+        if self.user_rate_burst < 1 or self.throttle_period_s < 1:
+            raise ConfigError("TODO_USER_RATE_BURST and TODO_THROTTLE_PERIOD_S must be >= 1")
+
+    def _check_edge(self) -> None:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError("set both TODO_TLS_CERT_FILE and TODO_TLS_KEY_FILE, or neither")
+        for origin in self.cors_origins:
+            if not _ORIGIN.match(origin):
+                raise ConfigError(
+                    f"TODO_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com"
+                )
+        if not 1 <= self.max_request_headers_kb <= 8192:
+            raise ConfigError("TODO_MAX_REQUEST_HEADERS_KB must be between 1 and 8192")
+        if self.gzip_min_bytes < 0:
+            raise ConfigError("TODO_GZIP_MIN_BYTES must not be negative")
+
+    @property
+    def reflection_enabled(self) -> bool:
+        """Whether to serve reflection: as set, else everywhere but in production."""
+        if self.reflection is None:
+            return self.environment != "production"
+        return self.reflection
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether Envoy's listener serves TLS."""
+        return self.tls_cert_file is not None and self.tls_key_file is not None
 
     def worker_ports(self) -> list[int]:
         """The port of every server process, worker 0 first."""
@@ -130,7 +235,9 @@ def _env_name(field_name: str) -> str:
 
 
 def _parse(name: str, raw: str, type_name: object) -> object:
-    kind = str(type_name)
+    kind = str(type_name).removesuffix(" | None")
+    if kind == "tuple[str, ...]":
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
     try:
         if kind == "int":
             return int(raw)

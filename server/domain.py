@@ -54,6 +54,15 @@ class Credentials:
 
 
 @dataclasses.dataclass(frozen=True)
+class UserPatch:
+    """A change to an account: the fields that are not None change."""
+
+    name: str | None = None
+    email: str | None = None
+    timezone: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class TaskFields:
     """The writable fields of a task, all set (defaults where the caller sent nothing)."""
 
@@ -81,6 +90,15 @@ class TaskPatch:
 
 
 @dataclasses.dataclass(frozen=True)
+class TaskUpdate:
+    """One item of a batch update: which task, what changes, and its etag's version if given."""
+
+    task_id: uuid.UUID
+    patch: TaskPatch
+    expected_version: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Task:
     """A stored task."""
 
@@ -105,12 +123,74 @@ class Task:
         return f"v{self.version}"
 
 
+class SortKey(enum.Enum):
+    """What a listing can be ordered by (the API's `order_by` names)."""
+
+    CREATED_AT = "created_at"
+    UPDATED_AT = "updated_at"
+    DUE_AT = "due_at"
+    PRIORITY = "priority"
+    TITLE = "title"
+
+
+@dataclasses.dataclass(frozen=True)
+class Order:
+    """One `order_by` term."""
+
+    key: SortKey
+    descending: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.key.value} {'desc' if self.descending else 'asc'}"
+
+
+DEFAULT_ORDER = (Order(SortKey.CREATED_AT, descending=True),)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskFilter:
+    """Which tasks a listing, stream or stats call selects; None/empty means any."""
+
+    completed: bool | None = None
+    priorities: tuple[Priority, ...] = ()
+    category: str | None = None
+    tags: tuple[str, ...] = ()
+    due_after: dt.datetime | None = None
+    due_before: dt.datetime | None = None
+    overdue: bool | None = None
+    q: str = ""
+
+    def fingerprint(self) -> str:
+        """A canonical text of the filter, to bind page tokens to it."""
+        return repr(dataclasses.astuple(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskQuery:
+    """A filter and an order (ties are always broken by id)."""
+
+    filter: TaskFilter = TaskFilter()
+    order: tuple[Order, ...] = DEFAULT_ORDER
+
+    def fingerprint(self) -> str:
+        """A canonical text of the query, to bind page tokens to it."""
+        return f"{self.filter.fingerprint()}|{','.join(map(str, self.order))}"
+
+
+CursorValue = dt.datetime | int | str | bool | None
+
+
 @dataclasses.dataclass(frozen=True)
 class PageCursor:
-    """Where the next page starts: after the task with this (created_at, id)."""
+    """Where the next page starts: after the row with these sort-key values and id.
 
-    created_at: dt.datetime
+    `keys` are the values of the repository's sort expressions for that row;
+    `total_size` is the count taken on the first page.
+    """
+
+    keys: tuple[CursorValue, ...]
     task_id: uuid.UUID
+    total_size: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +200,50 @@ class TaskPage:
     tasks: Sequence[Task]
     next_cursor: PageCursor | None
     total_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskStats:
+    """Counts over the selected tasks (see `todo.v1.TaskStats`)."""
+
+    total: int
+    completed: int
+    overdue: int
+    due_today: int
+    by_priority: tuple[tuple[Priority, int], ...]
+    by_category: tuple[tuple[str, int], ...]
+    completed_per_day: tuple[tuple[dt.date, int], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reminder:
+    """An open task whose reminder is due soon."""
+
+    task_id: uuid.UUID
+    title: str
+    remind_at: dt.datetime
+    due_at: dt.datetime | None
+
+
+class ChangeKind(enum.IntEnum):
+    """What a committed write did to a task; the values match `todo.v1.EventType`."""
+
+    CREATED = 1
+    UPDATED = 2
+    COMPLETED = 3
+    REOPENED = 4
+    DELETED = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskChange:
+    """One committed change to one of a user's tasks, numbered per user."""
+
+    seq: int
+    kind: ChangeKind
+    task_id: uuid.UUID
+    task: Task | None
+    committed_at: dt.datetime
 
 
 @dataclasses.dataclass(frozen=True)

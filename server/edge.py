@@ -17,9 +17,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from server.config import Settings
+from server.config import ConfigError, Settings
 
 MIB = 1024 * 1024
+HSTS = "max-age=31536000"
+"""Strict-Transport-Security, sent only when Envoy serves TLS (one year, this host only)."""
 
 
 def _is_ip(host: str) -> bool:
@@ -44,6 +46,47 @@ def _upstream_host(host: str) -> str:
     return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
 
 
+def _transport_socket(settings: Settings) -> dict[str, object] | None:
+    """Envoy's downstream TLS context for the configured certificate, or None (plain HTTP).
+
+    Raises:
+        ConfigError: a configured certificate or key file is missing.
+    """
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    for path in (settings.tls_cert_file, settings.tls_key_file):
+        if not path.is_file():
+            raise ConfigError(f"TLS file {path} does not exist")
+    certificate = {
+        "certificate_chain": {"filename": str(settings.tls_cert_file.resolve())},
+        "private_key": {"filename": str(settings.tls_key_file.resolve())},
+    }
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+            "DownstreamTlsContext",
+            "common_tls_context": {
+                "alpn_protocols": ["h2", "http/1.1"],
+                "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+                "tls_certificates": [certificate],
+            },
+        },
+    }
+
+
+def _global_mutations(settings: Settings) -> dict[str, object]:
+    """Header mutations on every response: HSTS when (and only when) TLS is on."""
+    if not settings.tls_enabled:
+        return {}
+    hsts = {"key": "strict-transport-security", "value": HSTS}
+    return {
+        "response_mutations": [
+            {"append": {"header": hsts, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
+        ]
+    }
+
+
 def render_envoy_config(
     settings: Settings,
     *,
@@ -51,19 +94,20 @@ def render_envoy_config(
     max_request_bytes: int = MIB,
     max_transcode_bytes: int = 8 * MIB,
     max_response_bytes: int = 32 * MIB,
-    cors_origins: Sequence[str] = (),
+    cors_origins: Sequence[str] | None = None,
 ) -> str:
     """Fill the Envoy template from the settings.
 
     Args:
-        settings: Supplies the listen address and port, the admin port and the upstreams
-            (`grpc_host` with each of `worker_ports()`).
+        settings: Supplies the listen address and port, the admin port, the upstreams
+            (`grpc_host` with each of `worker_ports()`), TLS, the header limit and gzip.
         template: The template to fill; `envoy/envoy.yaml` of this repository by default.
         max_request_bytes: REST request bodies above this size get 413.
         max_transcode_bytes: The transcoder's own request limit; must be at least every
             buffer limit (batch routes included), or oversize bodies get 500 instead of 413.
         max_response_bytes: The largest unary JSON response the transcoder will buffer.
         cors_origins: Exact browser origins allowed by CORS; empty means no CORS headers.
+            None (the default): `settings.cors_origins`.
 
     Returns:
         The Envoy configuration as YAML text.
@@ -71,6 +115,7 @@ def render_envoy_config(
     Raises:
         KeyError: The template names a placeholder this function does not fill.
         ValueError: A limit is not positive, or max_transcode_bytes < max_request_bytes.
+        ConfigError: A configured TLS file does not exist.
     """
     if not 0 < max_request_bytes <= max_transcode_bytes or max_response_bytes <= 0:
         raise ValueError(
@@ -93,7 +138,14 @@ def render_envoy_config(
         "max_request_bytes": max_request_bytes,
         "max_transcode_bytes": max_transcode_bytes,
         "max_response_bytes": max_response_bytes,
-        "cors_allowed_origins": [{"exact": origin} for origin in cors_origins],
+        "cors_allowed_origins": [
+            {"exact": origin}
+            for origin in (settings.cors_origins if cors_origins is None else cors_origins)
+        ],
+        "max_request_headers_kb": settings.max_request_headers_kb,
+        "gzip_min_bytes": settings.gzip_min_bytes,
+        "transport_socket": _transport_socket(settings),
+        "global_mutations": _global_mutations(settings),
     }
     return string.Template(source).substitute({k: json.dumps(v) for k, v in values.items()})
 

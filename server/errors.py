@@ -20,6 +20,7 @@ message meant for people: it names the field and the rule, never internals.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,13 +98,25 @@ class Aborted(DomainError):
 
 
 class ResourceExhausted(DomainError):
-    """Too many requests; retry after `retry_after_s` seconds."""
+    """Too many requests; retry after `retry_after_s` seconds.
+
+    `metadata` are extra (name, value) pairs for the response, such as the RateLimit-*
+    headers of the per-user limit.
+    """
 
     default_reason = "RATE_LIMITED"
 
-    def __init__(self, message: str, *, retry_after_s: int, reason: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: int,
+        reason: str | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
         super().__init__(message, reason=reason)
         self.retry_after_s = retry_after_s
+        self.metadata = tuple(metadata)
 
 
 class Unavailable(DomainError):

@@ -16,6 +16,7 @@ import multiprocessing
 import multiprocessing.context
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -126,10 +127,11 @@ class _Cluster:
         workers = ", ".join(f"{s.grpc_host}:{p}" for p in s.worker_ports())
         lines = [f"gRPC direct (per process): {workers}"]
         if s.start_envoy:
+            scheme, grpc_kind = ("https", "TLS") if s.tls_enabled else ("http", "h2c")
             lines[:0] = [
-                f"REST:  http://{s.envoy_host}:{s.envoy_port}/api/v1/...",
-                f"gRPC:  {s.envoy_host}:{s.envoy_port} (h2c, through Envoy)",
-                f"health: http://{s.envoy_host}:{s.envoy_port}/healthz",
+                f"REST:  {scheme}://{s.envoy_host}:{s.envoy_port}/api/v1/...",
+                f"gRPC:  {s.envoy_host}:{s.envoy_port} ({grpc_kind}, through Envoy)",
+                f"health: {scheme}://{s.envoy_host}:{s.envoy_port}/healthz",
                 f"Envoy admin: http://127.0.0.1:{s.envoy_admin_port}",
             ]
         print(
@@ -159,11 +161,18 @@ def _wait_for_port(host: str, port: int, stop: threading.Event, timeout_s: float
 
 
 def _wait_for_health(settings: Settings, stop: threading.Event, timeout_s: float = 60) -> None:
-    url = f"http://{settings.envoy_host}:{settings.envoy_port}/healthz"
+    scheme = "https" if settings.tls_enabled else "http"
+    url = f"{scheme}://{settings.envoy_host}:{settings.envoy_port}/healthz"
+    # A local liveness probe of our own Envoy: the certificate may be for another name.
+    context = None
+    if settings.tls_enabled:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not stop.is_set():
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=1, context=context) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError):

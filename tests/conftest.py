@@ -142,3 +142,9 @@ def tasks_repo(conn: executor.Connection) -> tasks.PgTasksRepository:
 async def user(users_repo: users.PgUsersRepository) -> domain.User:
     """A user that exists only inside the test's transaction."""
     return await users_repo.add(f"user-{uuid.uuid4().hex}@example.com", "hash", "Test User")
+
+
+@pytest.fixture
+async def other_user(users_repo: users.PgUsersRepository) -> domain.User:
+    """A second user, inside the test's transaction."""
+    return await users_repo.add(f"other-{uuid.uuid4().hex}@example.com", "hash", "Other")

@@ -112,9 +112,57 @@ def upgrade() -> None:
         ["user_id", sa.literal_column("created_at DESC"), sa.literal_column("id DESC")],
         unique=False,
     )
+    for column in ("completed", "priority", "category"):
+        op.create_index(
+            f"ix_tasks_user_id_{column}_created_at_id",
+            "tasks",
+            ["user_id", column, sa.literal_column("created_at DESC"), sa.literal_column("id DESC")],
+        )
+    op.create_index(
+        "ix_tasks_user_id_updated_at_id",
+        "tasks",
+        ["user_id", sa.literal_column("updated_at DESC"), sa.literal_column("id DESC")],
+    )
+    op.create_index("ix_tasks_user_id_due_at_id", "tasks", ["user_id", "due_at", "id"])
+    op.create_index(
+        "ix_tasks_user_id_due_order",
+        "tasks",
+        ["user_id", sa.text("(due_at IS NULL)"), "due_at", "id"],
+    )
+    op.create_index(
+        "ix_tasks_user_id_lower_title_id", "tasks", ["user_id", sa.text("lower(title)"), "id"]
+    )
+    op.create_index(
+        "ix_tasks_user_id_remind_at",
+        "tasks",
+        ["user_id", "remind_at"],
+        postgresql_where=sa.text("NOT completed AND remind_at IS NOT NULL"),
+    )
+    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    for column in ("title", "description"):
+        op.create_index(
+            f"ix_tasks_{column}_trgm",
+            "tasks",
+            [column],
+            postgresql_using="gin",
+            postgresql_ops={column: "gin_trgm_ops"},
+        )
 
 
 def downgrade() -> None:
+    for index in (
+        "ix_tasks_title_trgm",
+        "ix_tasks_description_trgm",
+        "ix_tasks_user_id_remind_at",
+        "ix_tasks_user_id_lower_title_id",
+        "ix_tasks_user_id_due_order",
+        "ix_tasks_user_id_due_at_id",
+        "ix_tasks_user_id_updated_at_id",
+        "ix_tasks_user_id_completed_created_at_id",
+        "ix_tasks_user_id_priority_created_at_id",
+        "ix_tasks_user_id_category_created_at_id",
+    ):
+        op.drop_index(index, table_name="tasks")
     op.drop_index("ix_tasks_user_id_created_at_id", table_name="tasks")
     op.drop_index("ix_tasks_tags", table_name="tasks", postgresql_using="gin")
     op.drop_table("tasks")

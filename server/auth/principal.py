@@ -23,6 +23,11 @@ def current() -> domain.Principal:
     return principal
 
 
+def peek() -> domain.Principal | None:
+    """The caller, or None for a public (unauthenticated) call."""
+    return _principal.get()
+
+
 def bind(principal: domain.Principal) -> contextvars.Token[domain.Principal | None]:
     """Make `principal` the caller for the current context; returns the reset token."""
     return _principal.set(principal)

@@ -1,16 +1,23 @@
 """JWT access and refresh tokens (RFC 8725 checks).
 
 Both kinds are HS256 JWTs with `iss`, `aud`, `sub` (user id), `sid` (the
-login session, i.e. the refresh family), `jti`, `iat`, `exp` and `typ`
-(`access` or `refresh`). Decoding pins the algorithm, requires every claim,
-checks issuer, audience and expiry (with a small leeway) and refuses a token
+login session, i.e. the refresh family), `jti`, `iat`, `nbf`, `exp` and `typ`
+(`access` or `refresh`), and a `kid` header naming the key. Decoding pins the
+algorithm, picks the key by `kid` (the current key or the one before the last
+rotation; any other `kid`, or none, is refused), requires every claim, checks
+issuer, audience, `nbf` and expiry (with a small leeway) and refuses a token
 of the other type.
+
+A key's id is derived from the key itself (a truncated SHA-256), so every
+process agrees on it and rotating needs no extra setting: set the new
+`jwt_secret`, move the old one to `jwt_previous_secret`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import secrets
 import uuid
 from typing import Any, Literal
@@ -22,7 +29,7 @@ from server.config import Settings
 
 ALGORITHM = "HS256"
 LEEWAY_S = 5
-_REQUIRED = ["iss", "aud", "sub", "sid", "jti", "iat", "exp", "typ"]
+_REQUIRED = ["iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "typ"]
 TokenType = Literal["access", "refresh"]
 
 
@@ -44,11 +51,20 @@ class IssuedToken:
     claims: Claims
 
 
+def key_id(secret: str) -> str:
+    """The `kid` of a signing key: 16 hex digits of a SHA-256 over it (not reversible)."""
+    return hashlib.sha256(b"todo.v1 jwt kid\0" + secret.encode("utf-8")).hexdigest()[:16]
+
+
 class TokenCodec:
-    """Signs and verifies tokens with the configured key, issuer and audience."""
+    """Signs with the current key; verifies with the current or the previous one, by `kid`."""
 
     def __init__(self, settings: Settings) -> None:
         self._secret = settings.jwt_secret
+        self._kid = key_id(settings.jwt_secret)
+        self._keys = {self._kid: settings.jwt_secret}
+        if settings.jwt_previous_secret is not None:
+            self._keys[key_id(settings.jwt_previous_secret)] = settings.jwt_previous_secret
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._ttl = {
@@ -72,10 +88,11 @@ class TokenCodec:
             "sid": str(session_id),
             "jti": jti,
             "iat": now,
+            "nbf": now,
             "exp": expires_at,
             "typ": kind,
         }
-        token = jwt.encode(payload, self._secret, algorithm=ALGORITHM)
+        token = jwt.encode(payload, self._secret, algorithm=ALGORITHM, headers={"kid": self._kid})
         return IssuedToken(token, Claims(user_id, session_id, jti, expires_at))
 
     def verify(self, token: str, kind: TokenType) -> Claims:
@@ -83,7 +100,7 @@ class TokenCodec:
         try:
             payload: dict[str, Any] = jwt.decode(
                 token,
-                self._secret,
+                self._key_for(token),
                 algorithms=[ALGORITHM],
                 audience=self._audience,
                 issuer=self._issuer,
@@ -92,6 +109,10 @@ class TokenCodec:
             )
         except jwt.ExpiredSignatureError:
             raise errors.Unauthenticated("token has expired", reason="TOKEN_EXPIRED") from None
+        except jwt.ImmatureSignatureError:
+            raise errors.Unauthenticated(
+                "token is not valid yet", reason="TOKEN_NOT_YET_VALID"
+            ) from None
         except jwt.PyJWTError:
             raise errors.Unauthenticated("token is invalid", reason="INVALID_TOKEN") from None
         if payload["typ"] != kind:
@@ -105,3 +126,17 @@ class TokenCodec:
             )
         except (TypeError, ValueError):
             raise errors.Unauthenticated("token is invalid", reason="INVALID_TOKEN") from None
+
+    def _key_for(self, token: str) -> str:
+        """The key named by the token's `kid` header; refuses an unknown or missing one."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise errors.Unauthenticated("token is invalid", reason="INVALID_TOKEN") from None
+        kid = header.get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise errors.Unauthenticated(
+                "token is signed with an unknown key", reason="UNKNOWN_KEY"
+            )
+        return key

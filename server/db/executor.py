@@ -24,13 +24,18 @@ UNAVAILABLE_MESSAGE = "database unavailable"
 
 @contextlib.contextmanager
 def database_errors() -> Iterator[None]:
-    """Turn psycopg's operational errors (pool timeouts included) into errors.Unavailable.
+    """Turn psycopg's operational errors (pool timeouts included) into domain errors.
 
     Raises:
+        errors.Aborted: a deadlock or serialization failure; the transaction is lost.
         errors.Unavailable: the connection or the server failed.
     """
     try:
         yield
+    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+        raise errors.Aborted(
+            "the request conflicted with a concurrent change; retry it", reason="CONFLICT"
+        ) from exc
     except psycopg.OperationalError as exc:
         raise errors.Unavailable(UNAVAILABLE_MESSAGE) from exc
 

@@ -59,15 +59,25 @@ class UserRow(Base):
     timezone: orm.Mapped[str] = orm.mapped_column(sa.Text, server_default="UTC")
     created_at: orm.Mapped[dt.datetime] = _timestamp()
     updated_at: orm.Mapped[dt.datetime] = _timestamp()
+    change_seq: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, server_default=sa.text("0"))
+    """The seq of the user's latest task change; bumping it locks the row, so one user's
+    changes commit in seq order."""
 
 
 class SessionRow(Base):
-    """A login session and the id (jti) of its current refresh token."""
+    """A login session and the id (jti) of its current refresh token.
+
+    Deleting a user revokes their sessions and keeps the rows with `user_id` NULL, so a
+    server process that reloads the recent revocations (after losing its LISTEN
+    connection) still finds them while their access tokens may be unexpired.
+    """
 
     __tablename__ = "sessions"
 
     id: orm.Mapped[uuid.UUID] = _uuid_pk()
-    user_id: orm.Mapped[uuid.UUID] = _owner()
+    user_id: orm.Mapped[uuid.UUID | None] = orm.mapped_column(
+        postgresql.UUID(as_uuid=True), sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
     refresh_jti: orm.Mapped[str] = orm.mapped_column(sa.Text)
     created_at: orm.Mapped[dt.datetime] = _timestamp()
     expires_at: orm.Mapped[dt.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
@@ -82,6 +92,15 @@ class SessionRow(Base):
             postgresql_where=sa.text("revoked_at IS NOT NULL"),
         ),
     )
+
+
+class RateLimitRow(Base):
+    """A throttle bucket (GCRA): `tat` is when the bucket will have drained."""
+
+    __tablename__ = "rate_limits"
+
+    key: orm.Mapped[str] = orm.mapped_column(sa.Text, primary_key=True)
+    tat: orm.Mapped[dt.datetime] = orm.mapped_column(sa.DateTime(timezone=True))
 
 
 class TaskRow(Base):
@@ -119,3 +138,82 @@ sa.Index(
     TaskRow.id.desc(),
 )
 """The newest-first listing: `WHERE user_id = ? AND (created_at, id) < (?, ?)`."""
+
+# Filters on the default (newest-first) order: an equality prefix, then the listing order.
+for _column in (TaskRow.completed, TaskRow.priority, TaskRow.category):
+    sa.Index(
+        f"ix_tasks_user_id_{_column.key}_created_at_id",
+        TaskRow.user_id,
+        _column,
+        TaskRow.created_at.desc(),
+        TaskRow.id.desc(),
+    )
+sa.Index(
+    "ix_tasks_user_id_updated_at_id", TaskRow.user_id, TaskRow.updated_at.desc(), TaskRow.id.desc()
+)
+sa.Index("ix_tasks_user_id_due_at_id", TaskRow.user_id, TaskRow.due_at, TaskRow.id)
+sa.Index(
+    "ix_tasks_user_id_due_order",
+    TaskRow.user_id,
+    TaskRow.due_at.is_(None),
+    TaskRow.due_at,
+    TaskRow.id,
+)
+"""`order_by=due_at`: tasks without a due date last (see repositories/task_queries.py)."""
+sa.Index(
+    "ix_tasks_user_id_lower_title_id", TaskRow.user_id, sa.func.lower(TaskRow.title), TaskRow.id
+)
+sa.Index(
+    "ix_tasks_user_id_remind_at",
+    TaskRow.user_id,
+    TaskRow.remind_at,
+    postgresql_where=sa.text("NOT completed AND remind_at IS NOT NULL"),
+)
+"""Reminders: open tasks by remind_at."""
+for _column in (TaskRow.title, TaskRow.description):
+    sa.Index(
+        f"ix_tasks_{_column.key}_trgm",
+        _column,
+        postgresql_using="gin",
+        postgresql_ops={_column.key: "gin_trgm_ops"},
+    )
+"""`q`: case-insensitive substring search (ILIKE) on title and description (pg_trgm)."""
+
+
+class TaskChangeRow(Base):
+    """One committed change to a task, written in the same transaction (the watch outbox)."""
+
+    __tablename__ = "task_changes"
+
+    user_id: orm.Mapped[uuid.UUID] = orm.mapped_column(
+        postgresql.UUID(as_uuid=True),
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    seq: orm.Mapped[int] = orm.mapped_column(sa.BigInteger, primary_key=True)
+    task_id: orm.Mapped[uuid.UUID] = orm.mapped_column(postgresql.UUID(as_uuid=True))
+    event_type: orm.Mapped[int] = orm.mapped_column(sa.SmallInteger)
+    task: orm.Mapped[dict[str, object] | None] = orm.mapped_column(postgresql.JSONB)
+    """The task as the change left it (column names as keys); NULL for a deletion."""
+    committed_at: orm.Mapped[dt.datetime] = _timestamp()
+
+    __table_args__ = (sa.Index("ix_task_changes_committed_at", "committed_at"),)
+
+
+class IdempotencyKeyRow(Base):
+    """The first answer to a batch call with a request_id, replayed for repeats."""
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: orm.Mapped[uuid.UUID] = orm.mapped_column(
+        postgresql.UUID(as_uuid=True),
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    route: orm.Mapped[str] = orm.mapped_column(sa.Text, primary_key=True)
+    request_id: orm.Mapped[str] = orm.mapped_column(sa.Text, primary_key=True)
+    request_hash: orm.Mapped[bytes] = orm.mapped_column(sa.LargeBinary)
+    response: orm.Mapped[list[object] | None] = orm.mapped_column(postgresql.JSONB)
+    created_at: orm.Mapped[dt.datetime] = _timestamp()
+
+    __table_args__ = (sa.Index("ix_idempotency_keys_created_at", "created_at"),)

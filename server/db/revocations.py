@@ -15,34 +15,36 @@ down, `is_active` asks the database instead: slower, never wrong.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 import uuid
 
-import psycopg
-
 from server.auth.sessions import SessionCheck
 from server.db import executor
+from server.db.listener import NotificationListener
 from server.repositories.sessions import PgSessionsRepository
 
 log = logging.getLogger(__name__)
 CHANNEL = "session_revoked"
-RECONNECT_DELAY_S = 1.0
-PRUNE_EVERY_S = 30.0
 
 
 class SessionRevocations:
     """`SessionCheck` from an in-memory set kept current by LISTEN/NOTIFY."""
 
-    def __init__(self, url: str, window_s: float, fallback: SessionCheck) -> None:
-        self._url = url
+    def __init__(
+        self, listener: NotificationListener, window_s: float, fallback: SessionCheck
+    ) -> None:
         self._window_s = window_s
         self._fallback = fallback
         self._revoked: dict[uuid.UUID, float] = {}
         self._ready = False
-        self._task: asyncio.Task[None] | None = None
+        listener.subscribe(
+            CHANNEL,
+            self._add,
+            on_connect=self._reload,
+            on_disconnect=self._lost,
+            on_tick=self._prune,
+        )
 
     @property
     def ready(self) -> bool:
@@ -55,42 +57,18 @@ class SessionRevocations:
             return await self._fallback.is_active(session_id)
         return session_id not in self._revoked
 
-    def start(self) -> None:
-        """Start listening in the background."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="revocations")
+    async def _reload(self, connection: executor.Connection) -> None:
+        recent = await PgSessionsRepository(executor.Executor(connection)).revoked_since(
+            self._window_s
+        )
+        now = time.monotonic()
+        self._revoked = dict.fromkeys(recent, now)
+        self._ready = True
+        log.info("revocations loaded (%d recent)", len(recent))
 
-    async def stop(self) -> None:
-        """Stop listening."""
+    def _lost(self) -> None:
         self._ready = False
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._listen()
-            except (psycopg.Error, OSError) as exc:
-                if self._ready:
-                    log.warning("revocation listener lost (%s); checking the database", exc)
-                self._ready = False
-                await asyncio.sleep(RECONNECT_DELAY_S)
-
-    async def _listen(self) -> None:
-        async with await executor.Connection.connect(self._url, autocommit=True) as connection:
-            await connection.execute(f"LISTEN {CHANNEL}")
-            recent = await PgSessionsRepository(executor.Executor(connection)).revoked_since(
-                self._window_s
-            )
-            now = time.monotonic()
-            self._revoked = dict.fromkeys(recent, now)
-            self._ready = True
-            log.info("revocation listener ready (%d recent revocations)", len(recent))
-            while True:
-                async for notify in connection.notifies(timeout=PRUNE_EVERY_S):
-                    self._add(notify.payload)
-                self._prune()
+        log.warning("revocation feed lost; checking sessions in the database until it is back")
 
     def _add(self, payload: str) -> None:
         try:

@@ -26,7 +26,15 @@ import psycopg
 
 from server.db import executor
 from server.db.pool import Pool
-from server.repositories import sessions, tasks, users
+from server.repositories import (
+    changes,
+    idempotency,
+    rate_limits,
+    sessions,
+    task_batches,
+    tasks,
+    users,
+)
 from server.services import ports
 
 
@@ -36,6 +44,10 @@ class UnitOfWork:
     users: ports.UsersRepository
     sessions: ports.SessionsRepository
     tasks: ports.TasksRepository
+    changes: ports.ChangesRepository
+    batches: ports.TaskBatchesRepository
+    idempotency: ports.IdempotencyRepository
+    rate_limits: ports.RateLimitsRepository
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
@@ -89,12 +101,17 @@ class UnitOfWork:
         self.users = users.PgUsersRepository(db)
         self.sessions = sessions.PgSessionsRepository(db)
         self.tasks = tasks.PgTasksRepository(db)
+        self.rate_limits = rate_limits.PgRateLimitsRepository(db)
+        self.changes = changes.PgChangesRepository(db)
+        self.batches = task_batches.PgTaskBatchesRepository(db)
+        self.idempotency = idempotency.PgIdempotencyRepository(db)
         return connection
 
     async def _release(self) -> None:
         connection = self._bound()
         self._connection = None
-        del self.users, self.sessions, self.tasks
+        del self.users, self.sessions, self.tasks, self.rate_limits
+        del self.changes, self.batches, self.idempotency
         await self._pool.putconn(connection)
 
     def _bound(self) -> executor.Connection:
@@ -127,3 +144,7 @@ if TYPE_CHECKING:  # mypy proves the Protocols are implemented
     _users: type[ports.UsersRepository] = users.PgUsersRepository
     _sessions: type[ports.SessionsRepository] = sessions.PgSessionsRepository
     _tasks: type[ports.TasksRepository] = tasks.PgTasksRepository
+    _changes: type[ports.ChangesRepository] = changes.PgChangesRepository
+    _batches: type[ports.TaskBatchesRepository] = task_batches.PgTaskBatchesRepository
+    _idempotency: type[ports.IdempotencyRepository] = idempotency.PgIdempotencyRepository
+    _rate_limits: type[ports.RateLimitsRepository] = rate_limits.PgRateLimitsRepository

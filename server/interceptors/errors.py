@@ -70,7 +70,11 @@ def to_status(error: errors.DomainError) -> grpc.Status:
     status = status_pb2.Status(code=code.value[0], message=error.message, details=details)
     converted: grpc.Status = rpc_status.to_status(status)
     if isinstance(error, errors.ResourceExhausted):
-        metadata = (*converted.trailing_metadata, ("retry-after", str(error.retry_after_s)))
+        metadata = (
+            *converted.trailing_metadata,
+            ("retry-after", str(error.retry_after_s)),
+            *error.metadata,
+        )
         return _Status(converted.code, converted.details, metadata)
     return converted
 

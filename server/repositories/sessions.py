@@ -24,6 +24,16 @@ SELECT pg_notify('session_revoked', id::text) FROM revoked
 """
 """Revokes and tells every server process (LISTEN session_revoked) once committed."""
 
+REVOKE_ALL = """
+WITH revoked AS (
+    UPDATE sessions SET revoked_at = now()
+    WHERE user_id = %s AND revoked_at IS NULL AND id IS DISTINCT FROM %s
+    RETURNING id
+)
+SELECT pg_notify('session_revoked', id::text) FROM revoked
+"""
+"""Revokes every live session of a user but one (or none), one notification each."""
+
 RECENTLY_REVOKED = """
 SELECT id FROM sessions
 WHERE revoked_at IS NOT NULL AND revoked_at > now() - make_interval(secs => %s)
@@ -51,6 +61,10 @@ class PgSessionsRepository:
     async def revoke(self, session_id: uuid.UUID) -> None:
         """Revoke the session (a no-op if it is unknown or revoked already)."""
         await self._db.fetch_all(REVOKE, (session_id,))
+
+    async def revoke_all(self, user_id: uuid.UUID, keep: uuid.UUID | None = None) -> int:
+        """Revoke every live session of the user except `keep`; returns how many."""
+        return len(await self._db.fetch_all(REVOKE_ALL, (user_id, keep)))
 
     async def revoked_since(self, seconds: float) -> list[uuid.UUID]:
         """Sessions revoked in the last `seconds` (whose access tokens may still be unexpired)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import uuid
 from typing import Any
@@ -10,12 +11,14 @@ from psycopg import sql
 
 from server import domain
 from server.db import executor
+from server.repositories import changes, task_queries, task_stats
 
 COLUMNS = (
     "id, user_id, title, description, completed, completed_at, priority, due_at, remind_at,"
     " category, tags, created_at, updated_at, version"
 )
 """The columns every statement returns, in the order `_to_task` reads them."""
+_COLUMN_NAMES = COLUMNS.split(", ")
 
 INSERT = f"""
 INSERT INTO tasks (user_id, title, description, completed, completed_at, priority, due_at,
@@ -23,30 +26,60 @@ INSERT INTO tasks (user_id, title, description, completed, completed_at, priorit
 VALUES (%(user_id)s, %(title)s, %(description)s, %(completed)s,
         CASE WHEN %(completed)s THEN now() END, %(priority)s, %(due_at)s,
         %(remind_at)s, %(category)s, %(tags)s::text[])
-RETURNING {COLUMNS}
+RETURNING {COLUMNS}, 1 AS event_type
 """
 
 SELECT_ONE = f"SELECT {COLUMNS} FROM tasks WHERE user_id = %s AND id = %s"
 
-DELETE = "DELETE FROM tasks WHERE user_id = %s AND id = %s"
-
-_PAGE = """
-SELECT c.total, p.*
-FROM (SELECT count(*) FROM tasks WHERE user_id = %(user_id)s) AS c (total)
-LEFT JOIN (
-    SELECT {columns} FROM tasks
-    WHERE user_id = %(user_id)s {after}
-    ORDER BY created_at DESC, id DESC
-    LIMIT %(limit)s
-) AS p ON true
-ORDER BY p.created_at DESC, p.id DESC
+DELETE = f"""
+DELETE FROM tasks WHERE user_id = %(user_id)s AND id = %(id)s
+RETURNING {COLUMNS}, 5 AS event_type
 """
 
-FIRST_PAGE = _PAGE.format(columns=COLUMNS, after="")
-"""The newest tasks and the user's task count, in one round trip (one row even if empty)."""
+_FIRST_PAGE = """
+SELECT c.total, p.*
+FROM (SELECT count(*) FROM (SELECT FROM tasks WHERE {where} LIMIT %(count_cap)s) AS m) AS c (total)
+LEFT JOIN (
+    SELECT {columns}, {sorts} FROM tasks WHERE {where} ORDER BY {order} LIMIT %(limit)s
+) AS p ON true
+ORDER BY {outer_order}
+"""
+"""A page and its match count (up to COUNT_CAP) in one round trip (one row even if empty)."""
 
-NEXT_PAGE = _PAGE.format(columns=COLUMNS, after="AND (created_at, id) < (%(created_at)s, %(id)s)")
-"""Like FIRST_PAGE, after a keyset cursor."""
+_ESTIMATE = "EXPLAIN (FORMAT JSON) SELECT FROM tasks WHERE {where}"
+"""The planner's estimate of the matches, for counts beyond COUNT_CAP."""
+
+COUNT_CAP = 10_000
+"""Up to this many matches, total_size is exact; beyond it, the planner's estimate."""
+
+_NEXT_PAGE = """
+SELECT NULL, {columns}, {sorts} FROM tasks WHERE {where} AND {after} ORDER BY {order}
+LIMIT %(limit)s
+"""
+"""A later page; its total comes from the page token."""
+
+TAGS = """
+SELECT tag, count(*) FROM tasks CROSS JOIN LATERAL unnest(tags) AS tag
+WHERE user_id = %s GROUP BY tag ORDER BY tag
+"""
+
+REMINDERS = """
+SELECT id, title, remind_at, due_at FROM tasks
+WHERE user_id = %s AND NOT completed AND remind_at >= now() AND remind_at < now() + %s
+ORDER BY remind_at, id LIMIT %s
+"""
+
+_UPDATE = f"""
+UPDATE tasks SET {{assignments}}
+FROM (
+    SELECT id AS o_id, completed AS o_completed FROM tasks
+    WHERE user_id = %(user_id)s AND id = %(id)s FOR UPDATE
+) AS o
+WHERE {{condition}}
+RETURNING {COLUMNS},
+    CASE WHEN completed = o.o_completed THEN 2 WHEN completed THEN 3 ELSE 4 END AS event_type
+"""
+"""The row's old `completed` (read under lock) tells UPDATED from COMPLETED or REOPENED."""
 
 _COMPLETED_AT = (
     "completed_at = CASE WHEN NOT %(completed)s THEN NULL"
@@ -65,7 +98,8 @@ _UPDATE_ORDER = (
 )
 
 
-def _to_task(row: tuple[Any, ...]) -> domain.Task:
+def to_task(row: tuple[Any, ...]) -> domain.Task:
+    """A row that starts with COLUMNS as a domain.Task."""
     return domain.Task(
         id=row[0],
         user_id=row[1],
@@ -119,13 +153,23 @@ def update_statement(present: frozenset[str], versioned: bool) -> str:
     if "completed" in present:
         assignments.append(sql.SQL(_COMPLETED_AT))
     assignments.append(sql.SQL("version = version + 1, updated_at = now()"))
-    condition = "user_id = %(user_id)s AND id = %(id)s"
+    condition = "tasks.id = o.o_id"
     if versioned:
         condition += " AND version = %(expected_version)s"
-    statement = sql.SQL("UPDATE tasks SET {} WHERE {} RETURNING {}").format(
-        sql.SQL(", ").join(assignments), sql.SQL(condition), sql.SQL(COLUMNS)
+    statement = sql.SQL(_UPDATE).format(
+        assignments=sql.SQL(", ").join(assignments), condition=sql.SQL(condition)
     )
-    return statement.as_string()
+    return changes.with_changes(statement.as_string())
+
+
+def _page(rows: list[Any], page_size: int, sort_count: int, total: int) -> domain.TaskPage:
+    tasks = [to_task(row[1 : 1 + len(_COLUMN_NAMES)]) for row in rows[:page_size]]
+    next_cursor = None
+    if len(rows) > page_size:
+        last = rows[page_size - 1]
+        keys = tuple(last[1 + len(_COLUMN_NAMES) : 1 + len(_COLUMN_NAMES) + sort_count])
+        next_cursor = domain.PageCursor(keys[:-1], keys[-1], total)
+    return domain.TaskPage(tasks=tasks, next_cursor=next_cursor, total_size=total)
 
 
 class PgTasksRepository:
@@ -136,39 +180,84 @@ class PgTasksRepository:
 
     async def add(self, user_id: uuid.UUID, fields: domain.TaskFields) -> domain.Task:
         """Insert a task and return it as stored (completed_at is now if completed)."""
-        row = await self._db.fetch_one(INSERT, {"user_id": user_id, **_field_params(fields)})
+        row = await self._db.fetch_one(
+            changes.with_changes(INSERT), {"user_id": user_id, **_field_params(fields)}
+        )
         if row is None:  # pragma: no cover - INSERT ... RETURNING always returns the row
             raise RuntimeError("INSERT returned no row")
-        return _to_task(row)
+        return to_task(row)
 
     async def get(self, user_id: uuid.UUID, task_id: uuid.UUID) -> domain.Task | None:
         """The user's task with this id, or None."""
         row = await self._db.fetch_one(SELECT_ONE, (user_id, task_id))
-        return None if row is None else _to_task(row)
+        return None if row is None else to_task(row)
 
     async def list_page(
-        self, user_id: uuid.UUID, page_size: int, after: domain.PageCursor | None
+        self,
+        user_id: uuid.UUID,
+        query: domain.TaskQuery,
+        page_size: int,
+        after: domain.PageCursor | None,
+        *,
+        count: bool = True,
     ) -> domain.TaskPage:
-        """Up to page_size tasks, newest first, after the cursor; total_size counts all of them.
+        """Up to page_size matching tasks in order, after the cursor.
+
+        The first page (no cursor) also counts the matches (exactly up to
+        COUNT_CAP, else the planner's estimate) unless `count` is False; later
+        pages carry that count in their cursor.
 
         Raises:
-            ValueError: page_size is below 1.
+            ValueError: page_size is below 1, or the cursor does not fit the order.
         """
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
-        params: dict[str, Any] = {"user_id": user_id, "limit": page_size + 1}
-        query = FIRST_PAGE
-        if after is not None:
-            params.update(created_at=after.created_at, id=after.task_id)
-            query = NEXT_PAGE
-        rows = await self._db.fetch_all(query, params)
-        total = rows[0][0] if rows else 0
-        tasks = [_to_task(row[1:]) for row in rows if row[1] is not None]
-        next_cursor = None
-        if len(tasks) > page_size:
-            tasks = tasks[:page_size]
-            next_cursor = domain.PageCursor(created_at=tasks[-1].created_at, task_id=tasks[-1].id)
-        return domain.TaskPage(tasks=tasks, next_cursor=next_cursor, total_size=total)
+        columns = task_queries.sort_columns(query.order)
+        conditions, params = task_queries.filter_conditions(user_id, query.filter)
+        params.update(limit=page_size + 1, count_cap=COUNT_CAP + 1)
+        parts = {
+            "columns": COLUMNS,
+            "sorts": ", ".join(f"{c.expression} AS s{i}" for i, c in enumerate(columns)),
+            "where": " AND ".join(conditions),
+            "order": task_queries.order_clause(columns),
+        }
+        if after is None and count:
+            outer = [f"p.s{i} {'DESC' if c.descending else 'ASC'}" for i, c in enumerate(columns)]
+            statement = _FIRST_PAGE.format(**parts, outer_order=", ".join(outer))
+        else:
+            condition = "true"
+            if after is not None:
+                condition, after_params = task_queries.after_condition(columns, after)
+                params.update(after_params)
+            statement = _NEXT_PAGE.format(**parts, after=condition)
+        raw = await self._db.fetch_all(statement, params)
+        total = after.total_size if after else (raw[0][0] if raw and count else 0)
+        if total > COUNT_CAP and after is None:
+            total = await self._estimate(parts["where"], params)
+        rows = [row for row in raw if row[1] is not None]
+        return _page(rows, page_size, len(columns), total)
+
+    async def _estimate(self, where: str, params: dict[str, Any]) -> int:
+        row = await self._db.fetch_one(_ESTIMATE.format(where=where), params)
+        estimate = int(row[0][0]["Plan"]["Plan Rows"]) if row else 0
+        return max(estimate, COUNT_CAP + 1)
+
+    async def stats(self, user_id: uuid.UUID, task_filter: domain.TaskFilter) -> domain.TaskStats:
+        """Counts over the user's tasks that match the filter, in their time zone."""
+        conditions, params = task_queries.filter_conditions(user_id, task_filter)
+        rows = await self._db.fetch_all(task_stats.statement(conditions), params)
+        return task_stats.to_stats(rows)
+
+    async def tags(self, user_id: uuid.UUID) -> list[tuple[str, int]]:
+        """Every tag the user's tasks carry, by name, with how many carry it."""
+        return [(row[0], row[1]) for row in await self._db.fetch_all(TAGS, (user_id,))]
+
+    async def reminders(
+        self, user_id: uuid.UUID, window: dt.timedelta, limit: int
+    ) -> list[domain.Reminder]:
+        """Open tasks whose remind_at is in [now, now + window), earliest first."""
+        rows = await self._db.fetch_all(REMINDERS, (user_id, window, limit))
+        return [domain.Reminder(row[0], row[1], row[2], row[3]) for row in rows]
 
     async def update(
         self,
@@ -190,8 +279,11 @@ class PgTasksRepository:
         if expected_version is not None:
             params["expected_version"] = expected_version
         row = await self._db.fetch_one(query, params)
-        return None if row is None else _to_task(row)
+        return None if row is None else to_task(row)
 
     async def delete(self, user_id: uuid.UUID, task_id: uuid.UUID) -> bool:
         """Delete the user's task; False if the user has no such task."""
-        return await self._db.execute(DELETE, (user_id, task_id)) == 1
+        rows = await self._db.fetch_all(
+            changes.with_changes(DELETE), {"user_id": user_id, "id": task_id}
+        )
+        return len(rows) == 1

@@ -12,9 +12,10 @@ from server import domain
 from server.auth import principal
 from server.auth.passwords import PasswordHasher
 from server.auth.tokens import TokenCodec
-from server.servicers import converters
+from server.servicers import converters, peers
 from server.services import auth
 from server.services.ports import UnitOfWork
+from server.services.throttle import Throttle
 
 Context = Any
 
@@ -33,16 +34,27 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     """Adapter from the generated AuthService to `server.services.auth`."""
 
     def __init__(
-        self, uow: Callable[[], UnitOfWork], hasher: PasswordHasher, tokens: TokenCodec
+        self,
+        uow: Callable[[], UnitOfWork],
+        hasher: PasswordHasher,
+        tokens: TokenCodec,
+        throttle: Throttle,
     ) -> None:
         self._uow = uow
         self._hasher = hasher
         self._tokens = tokens
+        self._throttle = throttle
 
     async def Register(self, request: auth_pb2.RegisterRequest, context: Context) -> user_pb2.User:
         """Create an account."""
         user = await auth.register(
-            self._uow(), self._hasher, request.email, request.password, request.name
+            self._uow(),
+            self._hasher,
+            self._throttle,
+            peers.client_address(context),
+            request.email,
+            request.password,
+            request.name,
         )
         return converters.user_to_proto(user)
 
@@ -51,7 +63,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.TokenResponse:
         """Open a session."""
         pair = await auth.login(
-            self._uow(), self._hasher, self._tokens, request.email, request.password
+            self._uow(),
+            self._hasher,
+            self._tokens,
+            self._throttle,
+            peers.client_address(context),
+            request.email,
+            request.password,
         )
         return _token_response(pair)
 
@@ -59,7 +77,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.RefreshRequest, context: Context
     ) -> auth_pb2.TokenResponse:
         """Rotate a refresh token."""
-        pair = await auth.refresh(self._uow(), self._tokens, request.refresh_token)
+        pair = await auth.refresh(
+            self._uow(),
+            self._tokens,
+            self._throttle,
+            peers.client_address(context),
+            request.refresh_token,
+        )
         return _token_response(pair)
 
     async def Logout(self, request: auth_pb2.LogoutRequest, context: Context) -> empty_pb2.Empty:

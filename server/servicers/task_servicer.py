@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -11,19 +11,62 @@ from todo.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 from server import domain
 from server.auth import principal
 from server.servicers import converters
-from server.services import tasks
-from server.services.page_tokens import PageTokens
-from server.services.ports import UnitOfWork
+from server.services import batches, streams, tasks
+from server.services.page_tokens import PageTokens, ResumeTokens
+from server.services.ports import ChangeFeed, UnitOfWork
 
 Context = Any
+
+
+def _batch_response(written: list[domain.Task]) -> task_service_pb2.BatchTasksResponse:
+    return task_service_pb2.BatchTasksResponse(
+        tasks=[converters.task_to_proto(task) for task in written]
+    )
 
 
 class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
     """Adapter from the generated TaskService to `server.services.tasks`."""
 
-    def __init__(self, uow: Callable[[], UnitOfWork], page_tokens: PageTokens) -> None:
+    def __init__(
+        self,
+        uow: Callable[[], UnitOfWork],
+        page_tokens: PageTokens,
+        feed: ChangeFeed,
+        resume_tokens: ResumeTokens,
+        heartbeat_s: float,
+    ) -> None:
         self._uow = uow
         self._page_tokens = page_tokens
+        self._feed = feed
+        self._resume_tokens = resume_tokens
+        self._heartbeat_s = heartbeat_s
+
+    async def StreamTasks(
+        self, request: task_service_pb2.StreamTasksRequest, context: Context
+    ) -> AsyncIterator[task_pb2.Task]:
+        """Every matching task, one message each."""
+        query = converters.task_query(request)
+        stream = streams.stream_tasks(self._uow, principal.current(), request.user_id, query)
+        async for task in stream:
+            yield converters.task_to_proto(task)
+
+    async def WatchTasks(
+        self, request: task_service_pb2.WatchTasksRequest, context: Context
+    ) -> AsyncIterator[task_pb2.TaskEvent]:
+        """The caller's changes as they commit, with heartbeats."""
+        caller = principal.current()
+        events = streams.watch_tasks(
+            self._uow,
+            self._feed,
+            self._resume_tokens,
+            caller,
+            request.user_id,
+            request.resume_token,
+            self._heartbeat_s,
+        )
+        async for change, seq in events:
+            token = self._resume_tokens.encode(caller.user_id, seq)
+            yield converters.event_to_proto(change, token)
 
     async def ListTasks(
         self, request: task_service_pb2.ListTasksRequest, context: Context
@@ -34,6 +77,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             self._page_tokens,
             principal.current(),
             request.user_id,
+            converters.task_query(request),
             request.page_size,
             request.page_token,
         )
@@ -41,6 +85,80 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             tasks=[converters.task_to_proto(t) for t in page.tasks],
             next_page_token=next_token,
             total_size=page.total_size,
+        )
+
+    async def BatchCreateTasks(
+        self, request: task_service_pb2.BatchCreateTasksRequest, context: Context
+    ) -> task_service_pb2.BatchTasksResponse:
+        """Create tasks, all or none."""
+        items = [converters.task_fields(item) for item in request.tasks]
+        written = await batches.batch_create(
+            self._uow(), principal.current(), request.user_id, items, request.request_id
+        )
+        return _batch_response(written)
+
+    async def BatchUpdateTasks(
+        self, request: task_service_pb2.BatchUpdateTasksRequest, context: Context
+    ) -> task_service_pb2.BatchTasksResponse:
+        """Patch tasks, all or none."""
+        items = [converters.batch_update_item(item) for item in request.tasks]
+        written = await batches.batch_update(
+            self._uow(), principal.current(), request.user_id, items, request.request_id
+        )
+        return _batch_response(written)
+
+    async def BatchCompleteTasks(
+        self, request: task_service_pb2.BatchCompleteTasksRequest, context: Context
+    ) -> task_service_pb2.BatchTasksResponse:
+        """Complete or reopen tasks, all or none."""
+        completed = request.completed if request.HasField("completed") else True
+        written = await batches.batch_complete(
+            self._uow(),
+            principal.current(),
+            request.user_id,
+            request.task_ids,
+            completed,
+            request.request_id,
+        )
+        return _batch_response(written)
+
+    async def BatchDeleteTasks(
+        self, request: task_service_pb2.BatchDeleteTasksRequest, context: Context
+    ) -> empty_pb2.Empty:
+        """Delete tasks, all or none."""
+        await batches.batch_delete(
+            self._uow(), principal.current(), request.user_id, request.task_ids, request.request_id
+        )
+        return empty_pb2.Empty()
+
+    async def GetTaskStats(
+        self, request: task_service_pb2.GetTaskStatsRequest, context: Context
+    ) -> task_service_pb2.TaskStats:
+        """Counts over the matching tasks."""
+        stats = await tasks.get_stats(
+            self._uow(), principal.current(), request.user_id, converters.task_filter(request)
+        )
+        return converters.stats_to_proto(stats)
+
+    async def ListTags(
+        self, request: task_service_pb2.ListTagsRequest, context: Context
+    ) -> task_service_pb2.ListTagsResponse:
+        """Tags in use."""
+        tags = await tasks.list_tags(self._uow(), principal.current(), request.user_id)
+        return task_service_pb2.ListTagsResponse(
+            tags=[task_service_pb2.TagCount(name=name, task_count=n) for name, n in tags]
+        )
+
+    async def ListReminders(
+        self, request: task_service_pb2.ListRemindersRequest, context: Context
+    ) -> task_service_pb2.ListRemindersResponse:
+        """Reminders due within the window."""
+        window = converters.optional_duration(request, "window")
+        reminders = await tasks.list_reminders(
+            self._uow(), principal.current(), request.user_id, window
+        )
+        return task_service_pb2.ListRemindersResponse(
+            reminders=[converters.reminder_to_proto(r) for r in reminders]
         )
 
     async def CreateTask(

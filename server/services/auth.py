@@ -3,6 +3,8 @@
 A login opens a session (the refresh family). Access tokens carry the
 session id, so revoking the session stops its access and refresh tokens at
 once. A refresh token works once; a reused one revokes its whole session.
+Register, login and refresh are throttled per client address and per account
+(`services/throttle.py`) before any password is hashed or session touched.
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ from server.auth.passwords import PasswordHasher
 from server.auth.tokens import TokenCodec
 from server.services import validation
 from server.services.ports import UnitOfWork
+from server.services.throttle import Throttle
 
 _BAD_CREDENTIALS = "email or password is incorrect"
 
 
 async def register(
-    uow: UnitOfWork, hasher: PasswordHasher, email: str, password: str, name: str
+    uow: UnitOfWork,
+    hasher: PasswordHasher,
+    throttle: Throttle,
+    client_address: str,
+    email: str,
+    password: str,
+    name: str,
 ) -> domain.User:
     """Create an account; the email must be unused."""
     bad: validation.Violations = []
@@ -32,6 +41,7 @@ async def register(
         bad.extend(exc.violations)
     if bad:
         raise errors.InvalidArgument(bad, reason="INVALID_ACCOUNT")
+    await throttle.check(uow, client_address, account=f"email:{email}")
     password_hash = await hasher.hash(password)
     async with uow:
         user = await uow.users.add(email, password_hash, name)
@@ -40,13 +50,21 @@ async def register(
 
 
 async def login(
-    uow: UnitOfWork, hasher: PasswordHasher, tokens: TokenCodec, email: str, password: str
+    uow: UnitOfWork,
+    hasher: PasswordHasher,
+    tokens: TokenCodec,
+    throttle: Throttle,
+    client_address: str,
+    email: str,
+    password: str,
 ) -> domain.TokenPair:
     """Check credentials and open a session; one answer for every failure."""
     _require({"email": email, "password": password})
+    email = email.strip().lower()
+    await throttle.check(uow, client_address, account=f"email:{email}")
     normalized = _normalized_or_none(password)
     async with uow.read_only() as reader:
-        credentials = await reader.users.get_credentials(email.strip().lower())
+        credentials = await reader.users.get_credentials(email)
     stored = credentials.password_hash if credentials else None
     ok = await hasher.verify(normalized or password, stored)
     if credentials is None or normalized is None or not ok:
@@ -54,10 +72,17 @@ async def login(
     return await _open_session(uow, tokens, credentials.user)
 
 
-async def refresh(uow: UnitOfWork, tokens: TokenCodec, refresh_token: str) -> domain.TokenPair:
+async def refresh(
+    uow: UnitOfWork, tokens: TokenCodec, throttle: Throttle, client_address: str, refresh_token: str
+) -> domain.TokenPair:
     """Rotate a refresh token; a reused one revokes its session."""
     _require({"refresh_token": refresh_token})
-    claims = tokens.verify(refresh_token, "refresh")
+    try:
+        claims = tokens.verify(refresh_token, "refresh")
+    except errors.Unauthenticated:
+        await throttle.check(uow, client_address)  # a forged token still counts
+        raise
+    await throttle.check(uow, client_address, account=f"user:{claims.user_id}")
     replacement = tokens.issue("refresh", claims.user_id, claims.session_id)
     async with uow:
         rotated = await uow.sessions.rotate(

@@ -6,6 +6,8 @@ and returns domain objects; a broken rule raises an `errors` type.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from server import domain, errors
 from server.services import access, validation
 from server.services.page_tokens import PageTokens
@@ -13,8 +15,10 @@ from server.services.ports import UnitOfWork
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-LIST_QUERY = "order_by=created_at desc"
-"""Fingerprint of the (only) listing query; page tokens are bound to it."""
+DEFAULT_REMINDER_WINDOW = dt.timedelta(days=1)
+MAX_REMINDER_WINDOW = dt.timedelta(days=366)
+MAX_REMINDERS = 1000
+"""At most this many reminders are returned, the earliest first."""
 
 
 async def create_task(
@@ -47,17 +51,54 @@ async def list_tasks(
     page_tokens: PageTokens,
     principal: domain.Principal,
     user_id: str,
+    query: domain.TaskQuery,
     page_size: int,
     page_token: str,
 ) -> tuple[domain.TaskPage, str]:
-    """A page of the caller's tasks, newest first, and the next page's token ("" at the end)."""
+    """A page of the caller's matching tasks and the next page's token ("" at the end)."""
     owner = access.owner_id(principal, user_id)
     size = page_size_or_default(page_size)
-    cursor = page_tokens.decode(owner, LIST_QUERY, page_token) if page_token else None
+    fingerprint = query.fingerprint()
+    cursor = page_tokens.decode(owner, fingerprint, page_token) if page_token else None
     async with uow.read_only() as reader:
-        page = await reader.tasks.list_page(owner, size, cursor)
-    next_token = page_tokens.encode(owner, LIST_QUERY, page.next_cursor) if page.next_cursor else ""
+        page = await reader.tasks.list_page(owner, query, size, cursor)
+    next_token = (
+        page_tokens.encode(owner, fingerprint, page.next_cursor) if page.next_cursor else ""
+    )
     return page, next_token
+
+
+async def get_stats(
+    uow: UnitOfWork, principal: domain.Principal, user_id: str, task_filter: domain.TaskFilter
+) -> domain.TaskStats:
+    """Counts over the caller's matching tasks."""
+    owner = access.owner_id(principal, user_id)
+    async with uow.read_only() as reader:
+        return await reader.tasks.stats(owner, task_filter)
+
+
+async def list_tags(
+    uow: UnitOfWork, principal: domain.Principal, user_id: str
+) -> list[tuple[str, int]]:
+    """The caller's tags in use, by name, with their task counts."""
+    owner = access.owner_id(principal, user_id)
+    async with uow.read_only() as reader:
+        return await reader.tasks.tags(owner)
+
+
+async def list_reminders(
+    uow: UnitOfWork, principal: domain.Principal, user_id: str, window: dt.timedelta | None
+) -> list[domain.Reminder]:
+    """The caller's open tasks to be reminded of within `window` (default 24 h)."""
+    owner = access.owner_id(principal, user_id)
+    window = DEFAULT_REMINDER_WINDOW if window is None else window
+    if not dt.timedelta(0) < window <= MAX_REMINDER_WINDOW:
+        raise errors.InvalidArgument(
+            errors.FieldViolation("window", "must be more than 0s and at most 366 days"),
+            reason="INVALID_WINDOW",
+        )
+    async with uow.read_only() as reader:
+        return await reader.tasks.reminders(owner, window, MAX_REMINDERS)
 
 
 def page_size_or_default(page_size: int) -> int:
@@ -81,7 +122,7 @@ async def update_task(
     owner = access.owner_id(principal, user_id)
     tid = access.task_id(task_id)
     fields = validation.task_fields(patch.fields, patch.present)
-    version = _version_from_etag(etag)
+    version = version_from_etag(etag)
     async with uow:
         task = await uow.tasks.update(owner, tid, domain.TaskPatch(fields, patch.present), version)
         if task is None:
@@ -116,12 +157,13 @@ async def delete_task(
         await uow.commit()
 
 
-def _version_from_etag(etag: str | None) -> int | None:
+def version_from_etag(etag: str | None, field: str = "etag") -> int | None:
+    """The version an etag stands for (None when absent); InvalidArgument naming `field` if bad."""
     if etag is None:
         return None
     digits = etag[1:]
     if etag.startswith("v") and digits.isascii() and digits.isdigit() and len(digits) <= 9:
         return int(digits)
     raise errors.InvalidArgument(
-        errors.FieldViolation("etag", "is not an etag returned by this API"), reason="INVALID_ETAG"
+        errors.FieldViolation(field, "is not an etag returned by this API"), reason="INVALID_ETAG"
     )

@@ -2,12 +2,14 @@
 
 Lengths count Unicode code points. Titles, names, categories and tags are
 trimmed; tags are lowercased, de-duplicated (before the limit is counted) and
-sorted; emails are lowercased.
+sorted; emails are lowercased. Time zones are IANA names known to `zoneinfo`.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import zoneinfo
 from collections.abc import Iterable
 
 from server import domain, errors
@@ -106,3 +108,19 @@ def name(raw: str, bad: Violations) -> str:
     elif len(value) > NAME_MAX:
         bad.append(errors.FieldViolation("name", f"must be at most {NAME_MAX} characters"))
     return value
+
+
+def timezone(raw: str, bad: Violations) -> str:
+    """Check an IANA time zone name (`Europe/Paris`, `UTC`), adding a violation if unknown."""
+    value = raw.strip()
+    if value not in _timezones():
+        bad.append(
+            errors.FieldViolation("timezone", "must be an IANA time zone name like Europe/Paris")
+        )
+    return value
+
+
+@functools.cache
+def _timezones() -> frozenset[str]:
+    """The IANA names zoneinfo can load, without the host's aliases for its own zone."""
+    return frozenset(zoneinfo.available_timezones() - {"localtime", "posixrules", "Factory"})

@@ -23,6 +23,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = 2
+PREVIOUS_JWT_SECRET = "the-key-before-the-last-rotation-0123456789"
+"""The main stack accepts tokens signed with this key too (by their kid)."""
+ALLOWED_ORIGIN = "https://app.example.com"
+"""The one CORS origin the main stack allows."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +83,16 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "TODO_BCRYPT_ROUNDS": "4",
         "TODO_ACCESS_TOKEN_TTL_S": "600",
         "TODO_LOG_LEVEL": "WARNING",
+        "TODO_WATCH_HEARTBEAT_S": "1",
+        "TODO_JWT_PREVIOUS_SECRET": PREVIOUS_JWT_SECRET,
+        "TODO_CORS_ORIGINS": ALLOWED_ORIGIN,
+        # Every test here comes from one address: limits far above what the suite does.
+        # tests/e2e/test_hardened_edge.py starts a second stack with tiny limits and TLS.
+        "TODO_USER_RATE_LIMIT": "1000000",
+        "TODO_USER_RATE_BURST": "100000",
+        "TODO_THROTTLE_PER_ADDRESS": "0",
+        "TODO_THROTTLE_PER_ACCOUNT_ADDRESS": "1000",
+        "TODO_THROTTLE_PER_ACCOUNT": "1000",
     }
     log = data / "stack.log"
     with log.open("wb") as out:

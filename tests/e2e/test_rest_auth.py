@@ -8,6 +8,7 @@ import uuid
 import httpx
 import jwt
 
+from server.auth.tokens import key_id
 from tests.e2e.conftest import Account, register_and_login
 from tests.e2e.helpers import assert_error
 
@@ -68,11 +69,12 @@ def _token(key: str = DEV_SECRET, **claims: object) -> str:
         "sid": str(uuid.uuid4()),
         "jti": "x",
         "iat": now,
+        "nbf": now,
         "exp": now + dt.timedelta(minutes=5),
         "typ": "access",
         **claims,
     }
-    return jwt.encode(payload, key, algorithm="HS256")
+    return jwt.encode(payload, key, algorithm="HS256", headers={"kid": key_id(DEV_SECRET)})
 
 
 def test_hostile_tokens_are_401(http: httpx.Client, alice: Account) -> None:

@@ -5,7 +5,7 @@ from alembic import autogenerate, migration
 
 from server.db import database, models
 
-TABLES = {"users", "sessions", "tasks"}
+TABLES = {"users", "sessions", "tasks", "rate_limits", "task_changes", "idempotency_keys"}
 
 
 def _tables(url: str) -> set[str]:

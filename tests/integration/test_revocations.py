@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from server.db import pool as db_pool
+from server.db.listener import NotificationListener
 from server.db.revocations import SessionRevocations
 from server.db.unit_of_work import UnitOfWork
 
@@ -53,40 +54,43 @@ async def _eventually_inactive(revocations: SessionRevocations, session_id: uuid
 
 async def test_revocation_reaches_a_listener_within_a_second(database_url: str, pool) -> None:
     session_id = await _new_session(pool)
-    revocations = SessionRevocations(database_url, 900, _Unreachable())
-    revocations.start()
+    listener = NotificationListener(database_url)
+    revocations = SessionRevocations(listener, 900, _Unreachable())
+    listener.start()
     try:
         await _wait_ready(revocations)
         assert await revocations.is_active(session_id)
         await _revoke(pool, session_id)
         await _eventually_inactive(revocations, session_id)
     finally:
-        await revocations.stop()
+        await listener.stop()
 
 
 async def test_uncommitted_revocation_is_not_seen(database_url: str, pool) -> None:
     session_id = await _new_session(pool)
-    revocations = SessionRevocations(database_url, 900, _Unreachable())
-    revocations.start()
+    listener = NotificationListener(database_url)
+    revocations = SessionRevocations(listener, 900, _Unreachable())
+    listener.start()
     try:
         await _wait_ready(revocations)
         await _revoke(pool, session_id, commit=False)
         await asyncio.sleep(0.2)
         assert await revocations.is_active(session_id)
     finally:
-        await revocations.stop()
+        await listener.stop()
 
 
 async def test_reload_on_connect_covers_earlier_revocations(database_url: str, pool) -> None:
     session_id = await _new_session(pool)
     await _revoke(pool, session_id)
-    revocations = SessionRevocations(database_url, 900, _Unreachable())
-    revocations.start()
+    listener = NotificationListener(database_url)
+    revocations = SessionRevocations(listener, 900, _Unreachable())
+    listener.start()
     try:
         await _wait_ready(revocations)
         assert not await revocations.is_active(session_id)
     finally:
-        await revocations.stop()
+        await listener.stop()
 
 
 async def test_falls_back_to_the_database_until_ready() -> None:
@@ -97,16 +101,59 @@ async def test_falls_back_to_the_database_until_ready() -> None:
             asked.append(session_id)
             return False
 
-    revocations = SessionRevocations("postgresql://nobody@127.0.0.1:1/none", 900, Fallback())
-    revocations.start()
+    listener = NotificationListener("postgresql://nobody@127.0.0.1:1/none")
+    revocations = SessionRevocations(listener, 900, Fallback())
+    listener.start()
     try:
         sid = uuid.uuid4()
         assert not await revocations.is_active(sid)
         assert asked == [sid] and not revocations.ready
     finally:
-        await revocations.stop()
+        await listener.stop()
 
 
 @pytest.fixture(autouse=True)
 def _quiet_listener_logs(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("ERROR", logger="server.db.revocations")
+    caplog.set_level("ERROR", logger="server.db")
+
+
+async def _delete_user_of(pool: db_pool.Pool, session_id: uuid.UUID) -> None:
+    async with pool.connection() as connection:
+        cursor = await connection.execute(
+            "SELECT user_id FROM sessions WHERE id = %s", (session_id,)
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    async with UnitOfWork(pool) as uow:
+        await uow.sessions.revoke_all(row[0])
+        assert await uow.users.delete(row[0])
+        await uow.commit()
+
+
+async def test_deleting_a_user_reaches_a_listener_within_a_second(database_url: str, pool) -> None:
+    session_id = await _new_session(pool)
+    listener = NotificationListener(database_url)
+    revocations = SessionRevocations(listener, 900, _Unreachable())
+    listener.start()
+    try:
+        await _wait_ready(revocations)
+        assert await revocations.is_active(session_id)
+        await _delete_user_of(pool, session_id)
+        await _eventually_inactive(revocations, session_id)
+    finally:
+        await listener.stop()
+
+
+async def test_a_listener_connecting_after_a_user_was_deleted_still_refuses(
+    database_url: str, pool
+) -> None:
+    session_id = await _new_session(pool)
+    await _delete_user_of(pool, session_id)
+    listener = NotificationListener(database_url)
+    revocations = SessionRevocations(listener, 900, _Unreachable())
+    listener.start()
+    try:
+        await _wait_ready(revocations)
+        assert not await revocations.is_active(session_id)
+    finally:
+        await listener.stop()

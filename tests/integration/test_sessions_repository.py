@@ -59,3 +59,17 @@ async def test_expired_session_is_inactive_and_cannot_rotate(
 
     assert not await sessions_repo.is_active(session_id)
     assert not await sessions_repo.rotate(session_id, "jti-1", "jti-2")
+
+
+async def test_revoke_all_keeps_one(sessions_repo: PgSessionsRepository, user: domain.User) -> None:
+    keep, first, second = [await _session(sessions_repo, user, LATER) for _ in range(3)]
+
+    assert await sessions_repo.revoke_all(user.id, keep=keep) == 2
+    assert await sessions_repo.revoke_all(user.id, keep=keep) == 0  # already revoked
+
+    assert await sessions_repo.is_active(keep)
+    assert not await sessions_repo.is_active(first)
+    assert not await sessions_repo.is_active(second)
+    assert {first, second} <= set(await sessions_repo.revoked_since(60))
+    assert await sessions_repo.revoke_all(user.id) == 1  # without keep: every one
+    assert not await sessions_repo.is_active(keep)

@@ -8,20 +8,17 @@ import pytest
 from server import domain
 from server.db import executor
 from server.repositories.tasks import PgTasksRepository
-from server.repositories.users import PgUsersRepository
 
 DUE = dt.datetime(2030, 1, 2, 3, 4, 5, 600000, tzinfo=dt.UTC)
 PAST = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
 
+DEFAULT = domain.TaskQuery()
+
+
 def _patch(present: set[str], **fields: object) -> domain.TaskPatch:
     values: dict[str, object] = {"title": "unchanged", **fields}
     return domain.TaskPatch(fields=domain.TaskFields(**values), present=frozenset(present))
-
-
-@pytest.fixture
-async def other_user(users_repo: PgUsersRepository) -> domain.User:
-    return await users_repo.add(f"other-{uuid.uuid4().hex}@example.com", "hash", "Other")
 
 
 @pytest.fixture
@@ -152,7 +149,7 @@ async def test_delete_is_filtered_by_owner(
 
 
 async def test_list_page_of_no_tasks(tasks_repo: PgTasksRepository, user: domain.User) -> None:
-    page = await tasks_repo.list_page(user.id, 10, None)
+    page = await tasks_repo.list_page(user.id, DEFAULT, 10, None)
 
     assert page == domain.TaskPage(tasks=[], next_cursor=None, total_size=0)
 
@@ -163,7 +160,7 @@ async def _list_all(
     seen: list[domain.Task] = []
     after = None
     while True:
-        page = await repo.list_page(user_id, size, after)
+        page = await repo.list_page(user_id, DEFAULT, size, after)
         assert len(page.tasks) <= size
         assert page.total_size == total
         seen.extend(page.tasks)
@@ -202,8 +199,8 @@ async def test_list_page_exact_multiple_has_no_empty_last_page(
     for i in range(4):
         await tasks_repo.add(user.id, domain.TaskFields(title=f"t{i}"))
 
-    first = await tasks_repo.list_page(user.id, 2, None)
-    second = await tasks_repo.list_page(user.id, 2, first.next_cursor)
+    first = await tasks_repo.list_page(user.id, DEFAULT, 2, None)
+    second = await tasks_repo.list_page(user.id, DEFAULT, 2, first.next_cursor)
 
     assert first.next_cursor is not None and len(first.tasks) == 2
     assert second.next_cursor is None and len(second.tasks) == 2
@@ -214,4 +211,4 @@ async def test_list_page_rejects_a_page_size_below_one(
     tasks_repo: PgTasksRepository, user: domain.User
 ) -> None:
     with pytest.raises(ValueError, match="page_size"):
-        await tasks_repo.list_page(user.id, 0, None)
+        await tasks_repo.list_page(user.id, DEFAULT, 0, None)

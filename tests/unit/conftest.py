@@ -9,6 +9,7 @@ from server import domain
 from server.auth.passwords import PasswordHasher
 from server.auth.tokens import TokenCodec
 from server.config import Settings
+from server.services.throttle import Limits, Throttle
 from tests.unit.fakes import FakeStore, FakeUnitOfWork
 
 
@@ -35,6 +36,12 @@ def tokens(settings: Settings) -> TokenCodec:
 @pytest.fixture
 def hasher() -> PasswordHasher:
     return PasswordHasher(rounds=4)
+
+
+@pytest.fixture
+def throttle() -> Throttle:
+    """Generous for the address, tight per account: 3 per (account, address), 5 per account."""
+    return Throttle(Limits(period_s=60, per_address=100, per_account_address=3, per_account=5))
 
 
 def make_principal(user_id: uuid.UUID | None = None) -> domain.Principal:

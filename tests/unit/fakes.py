@@ -33,6 +33,39 @@ class FakeUsers:
     async def get_credentials(self, email: str) -> domain.Credentials | None:
         return next((c for c in self.rows.values() if c.user.email == email), None)
 
+    async def get_password_hash(self, user_id: uuid.UUID) -> str | None:
+        row = self.rows.get(user_id)
+        return row.password_hash if row else None
+
+    async def update(self, user_id: uuid.UUID, patch: domain.UserPatch) -> domain.User | None:
+        row = self.rows.get(user_id)
+        if row is None:
+            return None
+        email = patch.email.lower() if patch.email is not None else None
+        if email is not None and any(
+            c.user.email == email and uid != user_id for uid, c in self.rows.items()
+        ):
+            raise errors.AlreadyExists("email is already registered", reason="EMAIL_TAKEN")
+        changes = {k: v for k, v in dataclasses.asdict(patch).items() if v is not None}
+        if email is not None:
+            changes["email"] = email
+        user = dataclasses.replace(row.user, **changes, updated_at=now())
+        self.rows[user_id] = domain.Credentials(user, row.password_hash)
+        return user
+
+    async def set_password(
+        self, user_id: uuid.UUID, expected_hash: str, new_hash: str
+    ) -> domain.User | None:
+        row = self.rows.get(user_id)
+        if row is None or row.password_hash != expected_hash:
+            return None
+        user = dataclasses.replace(row.user, updated_at=now())
+        self.rows[user_id] = domain.Credentials(user, new_hash)
+        return user
+
+    async def delete(self, user_id: uuid.UUID) -> bool:
+        return self.rows.pop(user_id, None) is not None
+
 
 @dataclasses.dataclass
 class _Session:
@@ -61,6 +94,16 @@ class FakeSessions:
     async def revoke(self, session_id: uuid.UUID) -> None:
         if session_id in self.rows:
             self.rows[session_id].revoked = True
+
+    async def revoke_all(self, user_id: uuid.UUID, keep: uuid.UUID | None = None) -> int:
+        mine = [
+            row
+            for sid, row in self.rows.items()
+            if row.user_id == user_id and not row.revoked and sid != keep
+        ]
+        for row in mine:
+            row.revoked = True
+        return len(mine)
 
     async def revoked_since(self, seconds: float) -> list[uuid.UUID]:
         return [sid for sid, row in self.rows.items() if row.revoked]
@@ -93,23 +136,63 @@ class FakeTasks:
         return task if task is not None and task.user_id == user_id else None
 
     async def list_page(
-        self, user_id: uuid.UUID, page_size: int, after: domain.PageCursor | None
+        self,
+        user_id: uuid.UUID,
+        query: domain.TaskQuery,
+        page_size: int,
+        after: domain.PageCursor | None,
+        *,
+        count: bool = True,
     ) -> domain.TaskPage:
+        """Newest first only; filters other than `completed` are not modelled."""
+        assert query.order == domain.DEFAULT_ORDER, "the fake only orders newest first"
         mine = sorted(
-            (t for t in self.rows.values() if t.user_id == user_id),
+            (
+                t
+                for t in self.rows.values()
+                if t.user_id == user_id
+                and (query.filter.completed is None or t.completed == query.filter.completed)
+            ),
             key=lambda t: (t.created_at, t.id),
             reverse=True,
         )
         rest = [
             t
             for t in mine
-            if after is None or (t.created_at, t.id) < (after.created_at, after.task_id)
+            if after is None or (t.created_at, t.id) < (after.keys[0], after.task_id)
         ]
         page = rest[:page_size]
-        cursor = (
-            domain.PageCursor(page[-1].created_at, page[-1].id) if len(rest) > page_size else None
-        )
-        return domain.TaskPage(page, cursor, len(mine))
+        total = after.total_size if after else len(mine)
+        cursor = None
+        if len(rest) > page_size:
+            cursor = domain.PageCursor((page[-1].created_at,), page[-1].id, total)
+        return domain.TaskPage(page, cursor, total)
+
+    async def stats(self, user_id: uuid.UUID, task_filter: domain.TaskFilter) -> domain.TaskStats:
+        raise NotImplementedError("stats are tested on PostgreSQL")
+
+    async def tags(self, user_id: uuid.UUID) -> list[tuple[str, int]]:
+        counts: dict[str, int] = {}
+        for task in self.rows.values():
+            if task.user_id == user_id:
+                for tag in task.tags:
+                    counts[tag] = counts.get(tag, 0) + 1
+        return sorted(counts.items())
+
+    async def reminders(
+        self, user_id: uuid.UUID, window: dt.timedelta, limit: int
+    ) -> list[domain.Reminder]:
+        start = now()
+        due = [
+            t
+            for t in self.rows.values()
+            if t.user_id == user_id
+            and not t.completed
+            and t.remind_at is not None
+            and start <= t.remind_at < start + window
+        ]
+        due.sort(key=lambda t: (t.remind_at, t.id))
+        return [domain.Reminder(t.id, t.title, t.remind_at, t.due_at) for t in due[:limit]]  # type: ignore[arg-type]
 
     async def update(
         self,
@@ -135,6 +218,111 @@ class FakeTasks:
         return True
 
 
+class FakeRateLimits:
+    """GCRA buckets like repositories/rate_limits.py, on a clock the test can move."""
+
+    def __init__(self) -> None:
+        self.tat: dict[str, float] = {}
+        self.clock = 0.0
+        self.hits: list[str] = []
+
+    async def hit(self, key: str, limit: int, period_s: float) -> float:
+        interval = period_s / limit
+        tat = max(self.tat.get(key, self.clock), self.clock) + interval
+        if tat - self.clock > period_s:
+            return tat - period_s - self.clock
+        self.tat[key] = tat
+        self.hits.append(key)
+        return 0.0
+
+    async def prune(self) -> int:
+        drained = [key for key, tat in self.tat.items() if tat < self.clock]
+        for key in drained:
+            del self.tat[key]
+        return len(drained)
+
+
+class FakeChanges:
+    """The outbox: tests append changes with `record`."""
+
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, list[domain.TaskChange]] = {}
+        self.latest: dict[uuid.UUID, int] = {}
+
+    def record(self, user_id: uuid.UUID, kind: domain.ChangeKind, task: domain.Task) -> None:
+        seq = self.latest.get(user_id, 0) + 1
+        self.latest[user_id] = seq
+        change = domain.TaskChange(seq, kind, task.id, task, now())
+        self.rows.setdefault(user_id, []).append(change)
+
+    async def read(self, user_id: uuid.UUID, after_seq: int, limit: int) -> list[domain.TaskChange]:
+        return [c for c in self.rows.get(user_id, []) if c.seq > after_seq][:limit]
+
+    async def bounds(self, user_id: uuid.UUID) -> tuple[int, int | None] | None:
+        rows = self.rows.get(user_id, [])
+        return self.latest.get(user_id, 0), (rows[0].seq if rows else None)
+
+    async def prune(self, older_than_s: float) -> int:
+        return 0
+
+
+class FakeBatches:
+    def __init__(self, tasks: FakeTasks) -> None:
+        self._tasks = tasks
+
+    async def add_many(
+        self, user_id: uuid.UUID, items: list[domain.TaskFields]
+    ) -> list[domain.Task]:
+        return [await self._tasks.add(user_id, fields) for fields in items]
+
+    async def update_many(
+        self, user_id: uuid.UUID, items: list[domain.TaskUpdate]
+    ) -> list[domain.Task]:
+        written = [
+            await self._tasks.update(user_id, i.task_id, i.patch, i.expected_version) for i in items
+        ]
+        return [t for t in written if t is not None]
+
+    async def set_completed_many(
+        self, user_id: uuid.UUID, ids: list[uuid.UUID], completed: bool
+    ) -> list[domain.Task]:
+        patch = domain.TaskPatch(
+            domain.TaskFields(title="", completed=completed), frozenset({"completed"})
+        )
+        written = [await self._tasks.update(user_id, i, patch, None) for i in ids]
+        return [t for t in written if t is not None]
+
+    async def delete_many(self, user_id: uuid.UUID, ids: list[uuid.UUID]) -> int:
+        return sum([await self._tasks.delete(user_id, i) for i in ids])
+
+    async def versions(self, user_id: uuid.UUID, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        found = [await self._tasks.get(user_id, i) for i in ids]
+        return {t.id: t.version for t in found if t is not None}
+
+
+class FakeIdempotency:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[uuid.UUID, str, str], tuple[bytes, list[domain.Task]]] = {}
+
+    async def claim(
+        self, user_id: uuid.UUID, route: str, request_id: str, request_hash: bytes
+    ) -> tuple[bytes, list[domain.Task]] | None:
+        key = (user_id, route, request_id)
+        if key in self.rows:
+            return self.rows[key]
+        self.rows[key] = (request_hash, [])
+        return None
+
+    async def complete(
+        self, user_id: uuid.UUID, route: str, request_id: str, answer: list[domain.Task]
+    ) -> None:
+        key = (user_id, route, request_id)
+        self.rows[key] = (self.rows[key][0], answer)
+
+    async def prune(self, older_than_s: float) -> int:
+        return 0
+
+
 class FakeStore:
     """Shared state behind every FakeUnitOfWork of one test."""
 
@@ -142,6 +330,10 @@ class FakeStore:
         self.users = FakeUsers()
         self.sessions = FakeSessions()
         self.tasks = FakeTasks()
+        self.rate_limits = FakeRateLimits()
+        self.changes = FakeChanges()
+        self.batches = FakeBatches(self.tasks)
+        self.idempotency = FakeIdempotency()
         self.commits = 0
 
 
@@ -153,6 +345,10 @@ class FakeUnitOfWork:
         self.users = store.users
         self.sessions = store.sessions
         self.tasks = store.tasks
+        self.rate_limits = store.rate_limits
+        self.changes = store.changes
+        self.batches = store.batches
+        self.idempotency = store.idempotency
         self.committed = False
 
     async def __aenter__(self) -> Self:

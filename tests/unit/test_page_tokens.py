@@ -8,7 +8,9 @@ import pytest
 from server import domain, errors
 from server.services.page_tokens import PageTokens
 
-CURSOR = domain.PageCursor(dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC), uuid.uuid4())
+CURSOR = domain.PageCursor(
+    (dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC), True, 3, "title", None), uuid.uuid4(), 42
+)
 
 
 def test_round_trip() -> None:

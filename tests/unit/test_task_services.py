@@ -114,7 +114,9 @@ async def test_paging_walks_every_task_once(uow, alice) -> None:
     seen: list[uuid.UUID] = []
     token = ""
     while True:
-        page, token = await tasks.list_tasks(uow(), page_tokens, alice, "me", 3, token)
+        page, token = await tasks.list_tasks(
+            uow(), page_tokens, alice, "me", domain.TaskQuery(), 3, token
+        )
         assert page.total_size == 7
         seen += [t.id for t in page.tasks]
         if not token:

@@ -8,7 +8,7 @@ import jwt
 import pytest
 
 from server import errors
-from server.auth.tokens import TokenCodec
+from server.auth.tokens import LEEWAY_S, TokenCodec, key_id
 from server.config import Settings
 
 
@@ -18,6 +18,15 @@ def test_access_token_round_trip(tokens: TokenCodec) -> None:
     claims = tokens.verify(issued.token, "access")
     assert (claims.user_id, claims.session_id) == (user, session)
     assert claims.token_id == issued.claims.token_id
+
+
+def test_issued_tokens_name_their_key_and_carry_nbf(settings: Settings, tokens: TokenCodec) -> None:
+    token = tokens.issue("access", uuid.uuid4(), uuid.uuid4()).token
+    header = jwt.get_unverified_header(token)
+    assert header == {"alg": "HS256", "typ": "JWT", "kid": key_id(settings.jwt_secret)}
+    payload = jwt.decode(token, options={"verify_signature": False})
+    assert payload["nbf"] == payload["iat"]
+    assert settings.jwt_secret[:8] not in header["kid"]
 
 
 def test_refresh_token_is_not_an_access_token(tokens: TokenCodec) -> None:
@@ -36,6 +45,7 @@ def _claims(settings: Settings, **overrides: object) -> dict[str, object]:
         "sid": str(uuid.uuid4()),
         "jti": "j",
         "iat": now,
+        "nbf": now,
         "exp": now + dt.timedelta(minutes=5),
         "typ": "access",
     }
@@ -43,32 +53,64 @@ def _claims(settings: Settings, **overrides: object) -> dict[str, object]:
     return {k: v for k, v in claims.items() if v is not None}
 
 
+def _sign(claims: dict[str, object], key: str, kid: str | None = "", alg: str = "HS256") -> str:
+    headers = {} if kid is None else {"kid": kid or key_id(key)}
+    return jwt.encode(claims, key, algorithm=alg, headers=headers)
+
+
+def test_a_well_formed_foreign_token_passes(settings: Settings, tokens: TokenCodec) -> None:
+    """The baseline for the refusals below: the same construction, unaltered, is accepted."""
+    tokens.verify(_sign(_claims(settings), settings.jwt_secret), "access")
+
+
+SOON = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+
+
 @pytest.mark.parametrize(
-    "overrides",
+    ("overrides", "reason"),
     [
-        {"exp": dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)},
-        {"iss": "someone-else"},
-        {"aud": "another-api"},
-        {"sid": None},
-        {"jti": None},
-        {"sub": "not-a-uuid"},
+        ({"exp": dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)}, "TOKEN_EXPIRED"),
+        ({"iss": "someone-else"}, "INVALID_TOKEN"),
+        ({"aud": "another-api"}, "INVALID_TOKEN"),
+        ({"sid": None}, "INVALID_TOKEN"),
+        ({"jti": None}, "INVALID_TOKEN"),
+        ({"nbf": None}, "INVALID_TOKEN"),
+        ({"sub": "not-a-uuid"}, "INVALID_TOKEN"),
+        ({"nbf": SOON}, "TOKEN_NOT_YET_VALID"),
+        ({"typ": "id"}, "WRONG_TOKEN_TYPE"),
     ],
-    ids=["expired", "issuer", "audience", "no-sid", "no-jti", "bad-sub"],
+    ids=["expired", "issuer", "audience", "no-sid", "no-jti", "no-nbf", "bad-sub", "nbf", "typ"],
 )
-def test_bad_claims_are_refused(settings: Settings, tokens: TokenCodec, overrides: dict) -> None:
-    token = jwt.encode(_claims(settings, **overrides), settings.jwt_secret, algorithm="HS256")
-    with pytest.raises(errors.Unauthenticated):
+def test_bad_claims_are_refused(
+    settings: Settings, tokens: TokenCodec, overrides: dict, reason: str
+) -> None:
+    token = _sign(_claims(settings, **overrides), settings.jwt_secret)
+    with pytest.raises(errors.Unauthenticated) as caught:
         tokens.verify(token, "access")
+    assert caught.value.reason == reason
+
+
+def test_nbf_allows_a_small_clock_skew(settings: Settings, tokens: TokenCodec) -> None:
+    skewed = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=LEEWAY_S - 2)
+    tokens.verify(_sign(_claims(settings, nbf=skewed), settings.jwt_secret), "access")
 
 
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 def test_alg_none_and_wrong_key_are_refused(settings: Settings, tokens: TokenCodec) -> None:
-    unsigned = jwt.encode(_claims(settings), key=None, algorithm="none")  # type: ignore[arg-type]
-    forged = jwt.encode(_claims(settings), "another-secret-" + "y" * 32, algorithm="HS256")
-    hs512 = jwt.encode(_claims(settings), settings.jwt_secret, algorithm="HS512")
+    kid = key_id(settings.jwt_secret)
+    unsigned = jwt.encode(_claims(settings), key=None, algorithm="none", headers={"kid": kid})  # type: ignore[arg-type]
+    forged = _sign(_claims(settings), "another-secret-" + "y" * 32, kid=kid)
+    hs512 = _sign(_claims(settings), settings.jwt_secret, alg="HS512")
     for token in (unsigned, forged, hs512, "garbage", ""):
         with pytest.raises(errors.Unauthenticated):
             tokens.verify(token, "access")
+
+
+def test_unknown_or_missing_kid_is_refused(settings: Settings, tokens: TokenCodec) -> None:
+    for kid in ("0123456789abcdef", None):
+        with pytest.raises(errors.Unauthenticated) as caught:
+            tokens.verify(_sign(_claims(settings), settings.jwt_secret, kid=kid), "access")
+        assert caught.value.reason == "UNKNOWN_KEY"
 
 
 def test_another_deployment_cannot_mint_tokens(settings: Settings) -> None:
@@ -76,3 +118,32 @@ def test_another_deployment_cannot_mint_tokens(settings: Settings) -> None:
     token = other.issue("access", uuid.uuid4(), uuid.uuid4()).token
     with pytest.raises(errors.Unauthenticated):
         TokenCodec(settings).verify(token, "access")
+
+
+def test_rotation_accepts_the_previous_key_until_it_is_dropped(settings: Settings) -> None:
+    old = TokenCodec(settings)
+    old_token = old.issue("refresh", uuid.uuid4(), uuid.uuid4()).token
+    rotated_settings = dataclasses.replace(
+        settings, jwt_secret="n" * 40, jwt_previous_secret=settings.jwt_secret
+    )
+    rotated = TokenCodec(rotated_settings)
+    rotated.verify(old_token, "refresh")  # still accepted, by its kid
+    new_token = rotated.issue("refresh", uuid.uuid4(), uuid.uuid4()).token
+    assert jwt.get_unverified_header(new_token)["kid"] == key_id("n" * 40)
+    with pytest.raises(errors.Unauthenticated):
+        old.verify(new_token, "refresh")  # the old deployment does not know the new key
+    dropped = TokenCodec(dataclasses.replace(rotated_settings, jwt_previous_secret=None))
+    with pytest.raises(errors.Unauthenticated) as caught:
+        dropped.verify(old_token, "refresh")
+    assert caught.value.reason == "UNKNOWN_KEY"
+
+
+def test_a_token_cannot_pick_the_other_key_by_kid(settings: Settings) -> None:
+    """Signed with the previous key but naming the current one: the signature fails."""
+    rotated = dataclasses.replace(
+        settings, jwt_secret="n" * 40, jwt_previous_secret=settings.jwt_secret
+    )
+    token = _sign(_claims(settings), settings.jwt_secret, kid=key_id("n" * 40))
+    with pytest.raises(errors.Unauthenticated) as caught:
+        TokenCodec(rotated).verify(token, "access")
+    assert caught.value.reason == "INVALID_TOKEN"

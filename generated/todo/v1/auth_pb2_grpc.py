@@ -31,7 +31,11 @@ class AuthServiceStub:
     """AuthService creates accounts and issues, rotates and revokes tokens.
 
     Register, Login and Refresh are public; Logout needs a bearer access token
-    in the `authorization` metadata (`Bearer <token>`).
+    in the `authorization` metadata (`Bearer <token>`). Register, Login and
+    Refresh are throttled per client address and per account: over the limit
+    they return RESOURCE_EXHAUSTED (HTTP 429) with RetryInfo and a
+    `retry-after` (HTTP `Retry-After`) in seconds. Every rpc may also return
+    UNAVAILABLE (database unreachable) and INTERNAL.
     """
 
     def __init__(self, channel):
@@ -66,7 +70,11 @@ class AuthServiceServicer:
     """AuthService creates accounts and issues, rotates and revokes tokens.
 
     Register, Login and Refresh are public; Logout needs a bearer access token
-    in the `authorization` metadata (`Bearer <token>`).
+    in the `authorization` metadata (`Bearer <token>`). Register, Login and
+    Refresh are throttled per client address and per account: over the limit
+    they return RESOURCE_EXHAUSTED (HTTP 429) with RetryInfo and a
+    `retry-after` (HTTP `Retry-After`) in seconds. Every rpc may also return
+    UNAVAILABLE (database unreachable) and INTERNAL.
     """
 
     def Register(self, request, context):
@@ -104,7 +112,8 @@ class AuthServiceServicer:
     def Logout(self, request, context):
         """Logout revokes the caller's access token and its refresh family at once.
 
-        Returns OK (HTTP 204); UNAUTHENTICATED without a valid access token.
+        Returns OK (HTTP 204); UNAUTHENTICATED without a valid access token;
+        RESOURCE_EXHAUSTED (HTTP 429) over the caller's per-user request limit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -145,7 +154,11 @@ class AuthService:
     """AuthService creates accounts and issues, rotates and revokes tokens.
 
     Register, Login and Refresh are public; Logout needs a bearer access token
-    in the `authorization` metadata (`Bearer <token>`).
+    in the `authorization` metadata (`Bearer <token>`). Register, Login and
+    Refresh are throttled per client address and per account: over the limit
+    they return RESOURCE_EXHAUSTED (HTTP 429) with RetryInfo and a
+    `retry-after` (HTTP `Retry-After`) in seconds. Every rpc may also return
+    UNAVAILABLE (database unreachable) and INTERNAL.
     """
 
     @staticmethod

@@ -25,15 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12todo/v1/task.proto\x12\x07todo.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x03\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x11\n\tcompleted\x18\x05 \x01(\x08\x12\x30\n\x0c\x63ompleted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x08priority\x18\x07 \x01(\x0e\x32\x11.todo.v1.Priority\x12*\n\x06\x64ue_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tremind_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63\x61tegory\x18\n \x01(\t\x12\x0c\n\x04tags\x18\x0b \x03(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0e \x01(\t*s\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cPRIORITY_LOW\x10\x01\x12\x13\n\x0fPRIORITY_MEDIUM\x10\x02\x12\x11\n\rPRIORITY_HIGH\x10\x03\x12\x13\n\x0fPRIORITY_URGENT\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12todo/v1/task.proto\x12\x07todo.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x03\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x11\n\tcompleted\x18\x05 \x01(\x08\x12\x30\n\x0c\x63ompleted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x08priority\x18\x07 \x01(\x0e\x32\x11.todo.v1.Priority\x12*\n\x06\x64ue_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tremind_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63\x61tegory\x18\n \x01(\t\x12\x0c\n\x04tags\x18\x0b \x03(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0e \x01(\t\"\xa8\x01\n\tTaskEvent\x12&\n\nevent_type\x18\x01 \x01(\x0e\x32\x12.todo.v1.EventType\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x1b\n\x04task\x18\x03 \x01(\x0b\x32\r.todo.v1.Task\x12\x14\n\x0cresume_token\x18\x04 \x01(\t\x12/\n\x0b\x63ommit_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*s\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cPRIORITY_LOW\x10\x01\x12\x13\n\x0fPRIORITY_MEDIUM\x10\x02\x12\x11\n\rPRIORITY_HIGH\x10\x03\x12\x13\n\x0fPRIORITY_URGENT\x10\x04*\xbc\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45VENT_TYPE_CREATED\x10\x01\x12\x16\n\x12\x45VENT_TYPE_UPDATED\x10\x02\x12\x18\n\x14\x45VENT_TYPE_COMPLETED\x10\x03\x12\x17\n\x13\x45VENT_TYPE_REOPENED\x10\x04\x12\x16\n\x12\x45VENT_TYPE_DELETED\x10\x05\x12\x18\n\x14\x45VENT_TYPE_HEARTBEAT\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'todo.v1.task_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRIORITY']._serialized_start=477
-  _globals['_PRIORITY']._serialized_end=592
+  _globals['_PRIORITY']._serialized_start=648
+  _globals['_PRIORITY']._serialized_end=763
+  _globals['_EVENTTYPE']._serialized_start=766
+  _globals['_EVENTTYPE']._serialized_end=954
   _globals['_TASK']._serialized_start=65
   _globals['_TASK']._serialized_end=475
+  _globals['_TASKEVENT']._serialized_start=478
+  _globals['_TASKEVENT']._serialized_end=646
 # @@protoc_insertion_point(module_scope)

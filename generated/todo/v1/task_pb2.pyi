@@ -17,11 +17,28 @@ class Priority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PRIORITY_MEDIUM: _ClassVar[Priority]
     PRIORITY_HIGH: _ClassVar[Priority]
     PRIORITY_URGENT: _ClassVar[Priority]
+
+class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
+    EVENT_TYPE_CREATED: _ClassVar[EventType]
+    EVENT_TYPE_UPDATED: _ClassVar[EventType]
+    EVENT_TYPE_COMPLETED: _ClassVar[EventType]
+    EVENT_TYPE_REOPENED: _ClassVar[EventType]
+    EVENT_TYPE_DELETED: _ClassVar[EventType]
+    EVENT_TYPE_HEARTBEAT: _ClassVar[EventType]
 PRIORITY_UNSPECIFIED: Priority
 PRIORITY_LOW: Priority
 PRIORITY_MEDIUM: Priority
 PRIORITY_HIGH: Priority
 PRIORITY_URGENT: Priority
+EVENT_TYPE_UNSPECIFIED: EventType
+EVENT_TYPE_CREATED: EventType
+EVENT_TYPE_UPDATED: EventType
+EVENT_TYPE_COMPLETED: EventType
+EVENT_TYPE_REOPENED: EventType
+EVENT_TYPE_DELETED: EventType
+EVENT_TYPE_HEARTBEAT: EventType
 
 class Task(_message.Message):
     __slots__ = ("id", "user_id", "title", "description", "completed", "completed_at", "priority", "due_at", "remind_at", "category", "tags", "created_at", "updated_at", "etag")
@@ -54,3 +71,17 @@ class Task(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     etag: str
     def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., completed: _Optional[bool] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., priority: _Optional[_Union[Priority, str]] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., remind_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., category: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
+
+class TaskEvent(_message.Message):
+    __slots__ = ("event_type", "task_id", "task", "resume_token", "commit_time")
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_TIME_FIELD_NUMBER: _ClassVar[int]
+    event_type: EventType
+    task_id: str
+    task: Task
+    resume_token: str
+    commit_time: _timestamp_pb2.Timestamp
+    def __init__(self, event_type: _Optional[_Union[EventType, str]] = ..., task_id: _Optional[str] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., resume_token: _Optional[str] = ..., commit_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -23,13 +23,14 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from todo.v1 import task_pb2 as todo_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atodo/v1/task_service.proto\x12\x07todo.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12todo/v1/task.proto\"J\n\x10ListTasksRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x11ListTasksResponse\x12\x1c\n\x05tasks\x18\x01 \x03(\x0b\x32\r.todo.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\xfb\x01\n\x11\x43reateTaskRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x11\n\tcompleted\x18\x04 \x01(\x08\x12#\n\x08priority\x18\x05 \x01(\x0e\x32\x11.todo.v1.Priority\x12*\n\x06\x64ue_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tremind_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63\x61tegory\x18\x08 \x01(\t\x12\x0c\n\x04tags\x18\t \x03(\t\"2\n\x0eGetTaskRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"\xa9\x02\n\x12ReplaceTaskRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x11\n\tcompleted\x18\x05 \x01(\x08\x12#\n\x08priority\x18\x06 \x01(\x0e\x32\x11.todo.v1.Priority\x12*\n\x06\x64ue_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tremind_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63\x61tegory\x18\t \x01(\t\x12\x0c\n\x04tags\x18\n \x03(\t\x12\x11\n\x04\x65tag\x18\x0b \x01(\tH\x00\x88\x01\x01\x42\x07\n\x05_etag\"\xb4\x03\n\x11UpdateTaskRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x12\n\x05title\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x16\n\tcompleted\x18\x05 \x01(\x08H\x02\x88\x01\x01\x12(\n\x08priority\x18\x06 \x01(\x0e\x32\x11.todo.v1.PriorityH\x03\x88\x01\x01\x12*\n\x06\x64ue_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tremind_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\x08\x63\x61tegory\x18\t \x01(\tH\x04\x88\x01\x01\x12\x0c\n\x04tags\x18\n \x03(\t\x12/\n\x0bupdate_mask\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x11\n\x04\x65tag\x18\x0c \x01(\tH\x05\x88\x01\x01\x42\x08\n\x06_titleB\x0e\n\x0c_descriptionB\x0c\n\n_completedB\x0b\n\t_priorityB\x0b\n\t_categoryB\x07\n\x05_etag\"5\n\x11\x44\x65leteTaskRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"]\n\x13\x43ompleteTaskRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x16\n\tcompleted\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x0c\n\n_completed2\x88\x06\n\x0bTaskService\x12i\n\tListTasks\x12\x19.todo.v1.ListTasksRequest\x1a\x1a.todo.v1.ListTasksResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v1/users/{user_id}/tasks\x12\x61\n\nCreateTask\x12\x1a.todo.v1.CreateTaskRequest\x1a\r.todo.v1.Task\"(\x82\xd3\xe4\x93\x02\"\"\x1d/api/v1/users/{user_id}/tasks:\x01*\x12\x62\n\x07GetTask\x12\x17.todo.v1.GetTaskRequest\x1a\r.todo.v1.Task\"/\x82\xd3\xe4\x93\x02)\x12\'/api/v1/users/{user_id}/tasks/{task_id}\x12m\n\x0bReplaceTask\x12\x1b.todo.v1.ReplaceTaskRequest\x1a\r.todo.v1.Task\"2\x82\xd3\xe4\x93\x02,\x1a\'/api/v1/users/{user_id}/tasks/{task_id}:\x01*\x12k\n\nUpdateTask\x12\x1a.todo.v1.UpdateTaskRequest\x1a\r.todo.v1.Task\"2\x82\xd3\xe4\x93\x02,2\'/api/v1/users/{user_id}/tasks/{task_id}:\x01*\x12q\n\nDeleteTask\x12\x1a.todo.v1.DeleteTaskRequest\x1a\x16.google.protobuf.Empty\"/\x82\xd3\xe4\x93\x02)*\'/api/v1/users/{user_id}/tasks/{task_id}\x12x\n\x0c\x43ompleteTask\x12\x1c.todo.v1.CompleteTaskRequest\x1a\r.todo.v1.Task\";\x82\xd3\xe4\x93\x02\x35\x32\x30/api/v1/users/{user_id}/tasks/{task_id}/complete:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atodo/v1/task_service.proto\x12\x07todo.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12todo/v1/task.proto\"\xe4\x02\n\x10ListTasksRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x16\n\tcompleted\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12#\n\x08priority\x18\x05 \x03(\x0e\x32\x11.todo.v1.Priority\x12\x15\n\x08\x63\x61tegory\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x0b\n\x03tag\x18\x07 \x03(\t\x12-\n\tdue_after\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndue_before\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x07overdue\x18\n \x01(\x08H\x02\x88\x01\x01\x12\t\n\x01q\x18\x0b \x01(\t\x12\x10\n\x08order_by\x18\x0c \x01(\tB\x0c\n\n_completedB\x0b\n\t_categoryB\n\n\x08_overdue\"^\n\x11ListTasksResponse\x12\x1c\n\x05tasks\x18\x01 \x03(\x0b\x32\r.todo.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\xbf\x02\n\x12StreamTasksRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\tcompleted\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12#\n\x08priority\x18\x05 \x03(\x0e\x32\x11.todo.v1.Priority\x12\x15\n\x08\x63\x61tegory\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x0b\n\x03tag\x18\x07 \x03(\t\x12-\n\tdue_after\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndue_before\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x07overdue\x18\n \x01(\x08H\x02\x88\x01\x01\x12\t\n\x01q\x18\x0b \x01(\t\x12\x10\n\x08order_by\x18\x0c \x01(\tB\x0c\n\n_completedB\x0b\n\t_categoryB\n\n\x08_overdue\":\n\x11WatchTasksRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0cresume_token\x18\x02 \x01(\t\"_\n\x17\x42\x61tchCreateTasksRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x1f\n\x05tasks\x18\x02 \x03(\x0b\x32\x10.todo.v1.NewTask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"b\n\x17\x42\x61tchUpdateTasksRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\"\n\x05tasks\x18\x02 \x03(\x0b\x32\x13.todo.v1.TaskUpdate\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\xe0\x01\n\x07NewTask\x12\r\n\x05title\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tcompleted\x18\x03 \x01(\x08\x12#\n\x08priority\x18\x04 \x01(\x0e\x32\x11.todo.v1.Priority\x12*\n\x06\x64ue_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tremind_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63\x61tegory\x18\x07 \x01(\t\x12\x0c\n\x04tags\x18\x08 \x03(\t\"\xe6\x02\n\nTaskUpdate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x05title\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x16\n\tcompleted\x18\x04 \x01(\x08H\x02\x88\x01\x01\x12(\n\x08priority\x18\x05 \x01(\x0e\x32\x11.todo.v1.PriorityH\x03\x88\x01\x01\x12*\n\x06\x64ue_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tremind_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\x08\x63\x61tegory\x18\x08 \x01(\tH\x04\x88\x01\x01\x12\x0c\n\x04tags\x18\t \x03(\t\x12\x11\n\x04\x65tag\x18\n \x01(\tH\x05\x88\x01\x01\x42\x08\n\x06_titleB\x0e\n\x0c_descriptionB\x0c\n\n_completedB\x0b\n\t_priorityB\x0b\n\t_categoryB\x07\n\x05_etag\"x\n\x19\x42\x61tchCompleteTasksRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12\x16\n\tcompleted\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\nrequest_id\x18\x04 \x01(\tB\x0c\n\n_completed\"P\n\x17\x42\x61tchDeleteTasksRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"2\n\x12\x42\x61tchTasksResponse\x12\x1c\n\x05tasks\x18\x01 \x03(\x0b\x32\r.todo.v1.Task\"\xae\x02\n\x13GetTaskStatsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\tcompleted\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12#\n\x08priority\x18\x05 \x03(\x0e\x32\x11.todo.v1.Priority\x12\x15\n\x08\x63\x61tegory\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x0b\n\x03tag\x18\x07 \x03(\t\x12-\n\tdue_after\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndue_before\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x07overdue\x18\n \x01(\x08H\x02\x88\x01\x01\x12\t\n\x01q\x18\x0b \x01(\tB\x0c\n\n_completedB\x0b\n\t_categoryB\n\n\x08_overdue\"\xe7\x01\n\tTaskStats\x12\r\n\x05total\x18\x01 \x01(\x05\x12\x11\n\tcompleted\x18\x02 \x01(\x05\x12\x0c\n\x04open\x18\x03 \x01(\x05\x12\x0f\n\x07overdue\x18\x04 \x01(\x05\x12\x11\n\tdue_today\x18\x05 \x01(\x05\x12+\n\x0b\x62y_priority\x18\x06 \x03(\x0b\x32\x16.todo.v1.PriorityCount\x12+\n\x0b\x62y_category\x18\x07 \x03(\x0b\x32\x16.todo.v1.CategoryCount\x12,\n\x11\x63ompleted_per_day\x18\x08 \x03(\x0b\x32\x11.todo.v1.DayCount\"C\n\rPriorityCount\x12#\n\x08priority\x18\x01 \x01(\x0e\x32\x11.todo.v1.Priority\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"0\n\rCategoryCount\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\'\n\x08\x44\x61yCount\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\"\n\x0fListTagsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"3\n\x10ListTagsResponse\x12\x1f\n\x04tags\x18\x01 \x03(\x0b\x32\x11.todo.v1.TagCount\",\n\x08TagCount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ntask_count\x18\x02 \x01(\x05\"R\n\x14ListRemindersRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"=\n\x15ListRemindersResponse\x12$\n\treminders\x18\x01 \x03(\x0b\x32\x11.todo.v1.Reminder\"\x85\x01\n\x08Reminder\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12-\n\tremind_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06\x64ue_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfb\x01\n\x11\x43reateTaskRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x11\n\tcompleted\x18\x04 \x01(\x08\x12#\n\x08priority\x18\x05 \x01(\x0e\x32\x11.todo.v1.Priority\x12*\n\x06\x64ue_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tremind_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63\x61tegory\x18\x08 \x01(\t\x12\x0c\n\x04tags\x18\t \x03(\t\"2\n\x0eGetTaskRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"\xa9\x02\n\x12ReplaceTaskRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x11\n\tcompleted\x18\x05 \x01(\x08\x12#\n\x08priority\x18\x06 \x01(\x0e\x32\x11.todo.v1.Priority\x12*\n\x06\x64ue_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tremind_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63\x61tegory\x18\t \x01(\t\x12\x0c\n\x04tags\x18\n \x03(\t\x12\x11\n\x04\x65tag\x18\x0b \x01(\tH\x00\x88\x01\x01\x42\x07\n\x05_etag\"\xb4\x03\n\x11UpdateTaskRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x12\n\x05title\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x16\n\tcompleted\x18\x05 \x01(\x08H\x02\x88\x01\x01\x12(\n\x08priority\x18\x06 \x01(\x0e\x32\x11.todo.v1.PriorityH\x03\x88\x01\x01\x12*\n\x06\x64ue_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tremind_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\x08\x63\x61tegory\x18\t \x01(\tH\x04\x88\x01\x01\x12\x0c\n\x04tags\x18\n \x03(\t\x12/\n\x0bupdate_mask\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x11\n\x04\x65tag\x18\x0c \x01(\tH\x05\x88\x01\x01\x42\x08\n\x06_titleB\x0e\n\x0c_descriptionB\x0c\n\n_completedB\x0b\n\t_priorityB\x0b\n\t_categoryB\x07\n\x05_etag\"5\n\x11\x44\x65leteTaskRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"]\n\x13\x43ompleteTaskRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x16\n\tcompleted\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x0c\n\n_completed2\xda\x0e\n\x0bTaskService\x12i\n\tListTasks\x12\x19.todo.v1.ListTasksRequest\x1a\x1a.todo.v1.ListTasksResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v1/users/{user_id}/tasks\x12\x61\n\nCreateTask\x12\x1a.todo.v1.CreateTaskRequest\x1a\r.todo.v1.Task\"(\x82\xd3\xe4\x93\x02\"\"\x1d/api/v1/users/{user_id}/tasks:\x01*\x12\x62\n\x07GetTask\x12\x17.todo.v1.GetTaskRequest\x1a\r.todo.v1.Task\"/\x82\xd3\xe4\x93\x02)\x12\'/api/v1/users/{user_id}/tasks/{task_id}\x12m\n\x0bReplaceTask\x12\x1b.todo.v1.ReplaceTaskRequest\x1a\r.todo.v1.Task\"2\x82\xd3\xe4\x93\x02,\x1a\'/api/v1/users/{user_id}/tasks/{task_id}:\x01*\x12k\n\nUpdateTask\x12\x1a.todo.v1.UpdateTaskRequest\x1a\r.todo.v1.Task\"2\x82\xd3\xe4\x93\x02,2\'/api/v1/users/{user_id}/tasks/{task_id}:\x01*\x12q\n\nDeleteTask\x12\x1a.todo.v1.DeleteTaskRequest\x1a\x16.google.protobuf.Empty\"/\x82\xd3\xe4\x93\x02)*\'/api/v1/users/{user_id}/tasks/{task_id}\x12i\n\x0bStreamTasks\x12\x1b.todo.v1.StreamTasksRequest\x1a\r.todo.v1.Task\",\x82\xd3\xe4\x93\x02&\x12$/api/v1/users/{user_id}/tasks:stream0\x01\x12k\n\nWatchTasks\x12\x1a.todo.v1.WatchTasksRequest\x1a\x12.todo.v1.TaskEvent\"+\x82\xd3\xe4\x93\x02%\x12#/api/v1/users/{user_id}/tasks:watch0\x01\x12\x87\x01\n\x10\x42\x61tchCreateTasks\x12 .todo.v1.BatchCreateTasksRequest\x1a\x1b.todo.v1.BatchTasksResponse\"4\x82\xd3\xe4\x93\x02.\")/api/v1/users/{user_id}/tasks:batchCreate:\x01*\x12\x87\x01\n\x10\x42\x61tchUpdateTasks\x12 .todo.v1.BatchUpdateTasksRequest\x1a\x1b.todo.v1.BatchTasksResponse\"4\x82\xd3\xe4\x93\x02.\")/api/v1/users/{user_id}/tasks:batchUpdate:\x01*\x12\x8d\x01\n\x12\x42\x61tchCompleteTasks\x12\".todo.v1.BatchCompleteTasksRequest\x1a\x1b.todo.v1.BatchTasksResponse\"6\x82\xd3\xe4\x93\x02\x30\"+/api/v1/users/{user_id}/tasks:batchComplete:\x01*\x12\x82\x01\n\x10\x42\x61tchDeleteTasks\x12 .todo.v1.BatchDeleteTasksRequest\x1a\x16.google.protobuf.Empty\"4\x82\xd3\xe4\x93\x02.\")/api/v1/users/{user_id}/tasks:batchDelete:\x01*\x12m\n\x0cGetTaskStats\x12\x1c.todo.v1.GetTaskStatsRequest\x1a\x12.todo.v1.TaskStats\"+\x82\xd3\xe4\x93\x02%\x12#/api/v1/users/{user_id}/tasks:stats\x12\x65\n\x08ListTags\x12\x18.todo.v1.ListTagsRequest\x1a\x19.todo.v1.ListTagsResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v1/users/{user_id}/tags\x12y\n\rListReminders\x12\x1d.todo.v1.ListRemindersRequest\x1a\x1e.todo.v1.ListRemindersResponse\")\x82\xd3\xe4\x93\x02#\x12!/api/v1/users/{user_id}/reminders\x12x\n\x0c\x43ompleteTask\x12\x1c.todo.v1.CompleteTaskRequest\x1a\r.todo.v1.Task\";\x82\xd3\xe4\x93\x02\x35\x32\x30/api/v1/users/{user_id}/tasks/{task_id}/complete:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,24 +49,82 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKSERVICE'].methods_by_name['UpdateTask']._serialized_options = b'\202\323\344\223\002,2\'/api/v1/users/{user_id}/tasks/{task_id}:\001*'
   _globals['_TASKSERVICE'].methods_by_name['DeleteTask']._loaded_options = None
   _globals['_TASKSERVICE'].methods_by_name['DeleteTask']._serialized_options = b'\202\323\344\223\002)*\'/api/v1/users/{user_id}/tasks/{task_id}'
+  _globals['_TASKSERVICE'].methods_by_name['StreamTasks']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['StreamTasks']._serialized_options = b'\202\323\344\223\002&\022$/api/v1/users/{user_id}/tasks:stream'
+  _globals['_TASKSERVICE'].methods_by_name['WatchTasks']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['WatchTasks']._serialized_options = b'\202\323\344\223\002%\022#/api/v1/users/{user_id}/tasks:watch'
+  _globals['_TASKSERVICE'].methods_by_name['BatchCreateTasks']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['BatchCreateTasks']._serialized_options = b'\202\323\344\223\002.\")/api/v1/users/{user_id}/tasks:batchCreate:\001*'
+  _globals['_TASKSERVICE'].methods_by_name['BatchUpdateTasks']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['BatchUpdateTasks']._serialized_options = b'\202\323\344\223\002.\")/api/v1/users/{user_id}/tasks:batchUpdate:\001*'
+  _globals['_TASKSERVICE'].methods_by_name['BatchCompleteTasks']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['BatchCompleteTasks']._serialized_options = b'\202\323\344\223\0020\"+/api/v1/users/{user_id}/tasks:batchComplete:\001*'
+  _globals['_TASKSERVICE'].methods_by_name['BatchDeleteTasks']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['BatchDeleteTasks']._serialized_options = b'\202\323\344\223\002.\")/api/v1/users/{user_id}/tasks:batchDelete:\001*'
+  _globals['_TASKSERVICE'].methods_by_name['GetTaskStats']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['GetTaskStats']._serialized_options = b'\202\323\344\223\002%\022#/api/v1/users/{user_id}/tasks:stats'
+  _globals['_TASKSERVICE'].methods_by_name['ListTags']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['ListTags']._serialized_options = b'\202\323\344\223\002\036\022\034/api/v1/users/{user_id}/tags'
+  _globals['_TASKSERVICE'].methods_by_name['ListReminders']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['ListReminders']._serialized_options = b'\202\323\344\223\002#\022!/api/v1/users/{user_id}/reminders'
   _globals['_TASKSERVICE'].methods_by_name['CompleteTask']._loaded_options = None
   _globals['_TASKSERVICE'].methods_by_name['CompleteTask']._serialized_options = b'\202\323\344\223\002520/api/v1/users/{user_id}/tasks/{task_id}/complete:\001*'
-  _globals['_LISTTASKSREQUEST']._serialized_start=185
-  _globals['_LISTTASKSREQUEST']._serialized_end=259
-  _globals['_LISTTASKSRESPONSE']._serialized_start=261
-  _globals['_LISTTASKSRESPONSE']._serialized_end=355
-  _globals['_CREATETASKREQUEST']._serialized_start=358
-  _globals['_CREATETASKREQUEST']._serialized_end=609
-  _globals['_GETTASKREQUEST']._serialized_start=611
-  _globals['_GETTASKREQUEST']._serialized_end=661
-  _globals['_REPLACETASKREQUEST']._serialized_start=664
-  _globals['_REPLACETASKREQUEST']._serialized_end=961
-  _globals['_UPDATETASKREQUEST']._serialized_start=964
-  _globals['_UPDATETASKREQUEST']._serialized_end=1400
-  _globals['_DELETETASKREQUEST']._serialized_start=1402
-  _globals['_DELETETASKREQUEST']._serialized_end=1455
-  _globals['_COMPLETETASKREQUEST']._serialized_start=1457
-  _globals['_COMPLETETASKREQUEST']._serialized_end=1550
-  _globals['_TASKSERVICE']._serialized_start=1553
-  _globals['_TASKSERVICE']._serialized_end=2329
+  _globals['_LISTTASKSREQUEST']._serialized_start=218
+  _globals['_LISTTASKSREQUEST']._serialized_end=574
+  _globals['_LISTTASKSRESPONSE']._serialized_start=576
+  _globals['_LISTTASKSRESPONSE']._serialized_end=670
+  _globals['_STREAMTASKSREQUEST']._serialized_start=673
+  _globals['_STREAMTASKSREQUEST']._serialized_end=992
+  _globals['_WATCHTASKSREQUEST']._serialized_start=994
+  _globals['_WATCHTASKSREQUEST']._serialized_end=1052
+  _globals['_BATCHCREATETASKSREQUEST']._serialized_start=1054
+  _globals['_BATCHCREATETASKSREQUEST']._serialized_end=1149
+  _globals['_BATCHUPDATETASKSREQUEST']._serialized_start=1151
+  _globals['_BATCHUPDATETASKSREQUEST']._serialized_end=1249
+  _globals['_NEWTASK']._serialized_start=1252
+  _globals['_NEWTASK']._serialized_end=1476
+  _globals['_TASKUPDATE']._serialized_start=1479
+  _globals['_TASKUPDATE']._serialized_end=1837
+  _globals['_BATCHCOMPLETETASKSREQUEST']._serialized_start=1839
+  _globals['_BATCHCOMPLETETASKSREQUEST']._serialized_end=1959
+  _globals['_BATCHDELETETASKSREQUEST']._serialized_start=1961
+  _globals['_BATCHDELETETASKSREQUEST']._serialized_end=2041
+  _globals['_BATCHTASKSRESPONSE']._serialized_start=2043
+  _globals['_BATCHTASKSRESPONSE']._serialized_end=2093
+  _globals['_GETTASKSTATSREQUEST']._serialized_start=2096
+  _globals['_GETTASKSTATSREQUEST']._serialized_end=2398
+  _globals['_TASKSTATS']._serialized_start=2401
+  _globals['_TASKSTATS']._serialized_end=2632
+  _globals['_PRIORITYCOUNT']._serialized_start=2634
+  _globals['_PRIORITYCOUNT']._serialized_end=2701
+  _globals['_CATEGORYCOUNT']._serialized_start=2703
+  _globals['_CATEGORYCOUNT']._serialized_end=2751
+  _globals['_DAYCOUNT']._serialized_start=2753
+  _globals['_DAYCOUNT']._serialized_end=2792
+  _globals['_LISTTAGSREQUEST']._serialized_start=2794
+  _globals['_LISTTAGSREQUEST']._serialized_end=2828
+  _globals['_LISTTAGSRESPONSE']._serialized_start=2830
+  _globals['_LISTTAGSRESPONSE']._serialized_end=2881
+  _globals['_TAGCOUNT']._serialized_start=2883
+  _globals['_TAGCOUNT']._serialized_end=2927
+  _globals['_LISTREMINDERSREQUEST']._serialized_start=2929
+  _globals['_LISTREMINDERSREQUEST']._serialized_end=3011
+  _globals['_LISTREMINDERSRESPONSE']._serialized_start=3013
+  _globals['_LISTREMINDERSRESPONSE']._serialized_end=3074
+  _globals['_REMINDER']._serialized_start=3077
+  _globals['_REMINDER']._serialized_end=3210
+  _globals['_CREATETASKREQUEST']._serialized_start=3213
+  _globals['_CREATETASKREQUEST']._serialized_end=3464
+  _globals['_GETTASKREQUEST']._serialized_start=3466
+  _globals['_GETTASKREQUEST']._serialized_end=3516
+  _globals['_REPLACETASKREQUEST']._serialized_start=3519
+  _globals['_REPLACETASKREQUEST']._serialized_end=3816
+  _globals['_UPDATETASKREQUEST']._serialized_start=3819
+  _globals['_UPDATETASKREQUEST']._serialized_end=4255
+  _globals['_DELETETASKREQUEST']._serialized_start=4257
+  _globals['_DELETETASKREQUEST']._serialized_end=4310
+  _globals['_COMPLETETASKREQUEST']._serialized_start=4312
+  _globals['_COMPLETETASKREQUEST']._serialized_end=4405
+  _globals['_TASKSERVICE']._serialized_start=4408
+  _globals['_TASKSERVICE']._serialized_end=6290
 # @@protoc_insertion_point(module_scope)

@@ -74,6 +74,51 @@ class TaskServiceStub:
                 request_serializer=todo_dot_v1_dot_task__service__pb2.DeleteTaskRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.StreamTasks = channel.unary_stream(
+                '/todo.v1.TaskService/StreamTasks',
+                request_serializer=todo_dot_v1_dot_task__service__pb2.StreamTasksRequest.SerializeToString,
+                response_deserializer=todo_dot_v1_dot_task__pb2.Task.FromString,
+                _registered_method=True)
+        self.WatchTasks = channel.unary_stream(
+                '/todo.v1.TaskService/WatchTasks',
+                request_serializer=todo_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
+                response_deserializer=todo_dot_v1_dot_task__pb2.TaskEvent.FromString,
+                _registered_method=True)
+        self.BatchCreateTasks = channel.unary_unary(
+                '/todo.v1.TaskService/BatchCreateTasks',
+                request_serializer=todo_dot_v1_dot_task__service__pb2.BatchCreateTasksRequest.SerializeToString,
+                response_deserializer=todo_dot_v1_dot_task__service__pb2.BatchTasksResponse.FromString,
+                _registered_method=True)
+        self.BatchUpdateTasks = channel.unary_unary(
+                '/todo.v1.TaskService/BatchUpdateTasks',
+                request_serializer=todo_dot_v1_dot_task__service__pb2.BatchUpdateTasksRequest.SerializeToString,
+                response_deserializer=todo_dot_v1_dot_task__service__pb2.BatchTasksResponse.FromString,
+                _registered_method=True)
+        self.BatchCompleteTasks = channel.unary_unary(
+                '/todo.v1.TaskService/BatchCompleteTasks',
+                request_serializer=todo_dot_v1_dot_task__service__pb2.BatchCompleteTasksRequest.SerializeToString,
+                response_deserializer=todo_dot_v1_dot_task__service__pb2.BatchTasksResponse.FromString,
+                _registered_method=True)
+        self.BatchDeleteTasks = channel.unary_unary(
+                '/todo.v1.TaskService/BatchDeleteTasks',
+                request_serializer=todo_dot_v1_dot_task__service__pb2.BatchDeleteTasksRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.GetTaskStats = channel.unary_unary(
+                '/todo.v1.TaskService/GetTaskStats',
+                request_serializer=todo_dot_v1_dot_task__service__pb2.GetTaskStatsRequest.SerializeToString,
+                response_deserializer=todo_dot_v1_dot_task__service__pb2.TaskStats.FromString,
+                _registered_method=True)
+        self.ListTags = channel.unary_unary(
+                '/todo.v1.TaskService/ListTags',
+                request_serializer=todo_dot_v1_dot_task__service__pb2.ListTagsRequest.SerializeToString,
+                response_deserializer=todo_dot_v1_dot_task__service__pb2.ListTagsResponse.FromString,
+                _registered_method=True)
+        self.ListReminders = channel.unary_unary(
+                '/todo.v1.TaskService/ListReminders',
+                request_serializer=todo_dot_v1_dot_task__service__pb2.ListRemindersRequest.SerializeToString,
+                response_deserializer=todo_dot_v1_dot_task__service__pb2.ListRemindersResponse.FromString,
+                _registered_method=True)
         self.CompleteTask = channel.unary_unary(
                 '/todo.v1.TaskService/CompleteTask',
                 request_serializer=todo_dot_v1_dot_task__service__pb2.CompleteTaskRequest.SerializeToString,
@@ -93,10 +138,13 @@ class TaskServiceServicer:
     """
 
     def ListTasks(self, request, context):
-        """ListTasks returns one page of the caller's tasks, newest first.
+        """ListTasks returns one page of the caller's tasks that match the filters,
+        in the requested order (newest first by default).
 
-        Returns OK; INVALID_ARGUMENT for a negative page_size or a page_token
-        that is malformed or from another query or user; PERMISSION_DENIED.
+        Returns OK; INVALID_ARGUMENT (BadRequest names the field) for a negative
+        page_size, an unknown order_by field, a bad filter value, or a
+        page_token that is malformed or from another query or user;
+        PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -153,6 +201,107 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamTasks(self, request, context):
+        """StreamTasks sends every task that matches the filters, in the requested
+        order, with no page limit (newline-delimited JSON over REST). The
+        filters are checked before the first message.
+
+        Returns OK; INVALID_ARGUMENT for a bad filter or order_by;
+        PERMISSION_DENIED; CANCELLED when the client goes away.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchTasks(self, request, context):
+        """WatchTasks sends the caller's task changes as they commit: first every
+        change after `resume_token` (if given), then live ones, and a heartbeat
+        when nothing happened for a while. The stream ends only when the client
+        or the server goes away.
+
+        Returns INVALID_ARGUMENT for a malformed resume token or one of another
+        user; FAILED_PRECONDITION (HTTP 400, reason RESYNC_REQUIRED) for a token
+        older than the retained history; PERMISSION_DENIED; UNAVAILABLE when the
+        server shuts down (reconnect with the last resume token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCreateTasks(self, request, context):
+        """BatchCreateTasks creates 1 to 500 tasks, all or none.
+
+        Returns OK (HTTP 201) with the tasks in request order; INVALID_ARGUMENT
+        naming `tasks[i].field`, for an empty or oversized batch, or with reason
+        REQUEST_ID_REUSED; PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchUpdateTasks(self, request, context):
+        """BatchUpdateTasks changes 1 to 500 tasks (PATCH semantics per item), all or none.
+
+        Returns OK with the tasks in request order; INVALID_ARGUMENT naming
+        `tasks[i].field`, for duplicate ids, or with reason REQUEST_ID_REUSED;
+        NOT_FOUND if any id is unknown or not the caller's; ABORTED (HTTP 409)
+        if any etag is stale; PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCompleteTasks(self, request, context):
+        """BatchCompleteTasks completes (or reopens) 1 to 500 tasks, all or none.
+
+        Returns OK with the tasks in request order; INVALID_ARGUMENT for an
+        empty, oversized or duplicated id list, or REQUEST_ID_REUSED; NOT_FOUND;
+        PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchDeleteTasks(self, request, context):
+        """BatchDeleteTasks deletes 1 to 500 tasks, all or none.
+
+        Returns OK (HTTP 204); INVALID_ARGUMENT for an empty, oversized or
+        duplicated id list, or REQUEST_ID_REUSED; NOT_FOUND; PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTaskStats(self, request, context):
+        """GetTaskStats counts the caller's tasks that match the filters.
+
+        Returns OK; INVALID_ARGUMENT for a bad filter value; PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTags(self, request, context):
+        """ListTags lists the tags the caller's tasks carry, by name, with how many
+        tasks carry each.
+
+        Returns OK; PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReminders(self, request, context):
+        """ListReminders lists the caller's open tasks whose remind_at falls in
+        [now, now + window), by remind_at.
+
+        Returns OK; INVALID_ARGUMENT for a window that is not positive or is
+        longer than 366 days; PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CompleteTask(self, request, context):
         """CompleteTask completes a task, or reopens it with `completed: false`.
 
@@ -194,6 +343,51 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.DeleteTask,
                     request_deserializer=todo_dot_v1_dot_task__service__pb2.DeleteTaskRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'StreamTasks': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamTasks,
+                    request_deserializer=todo_dot_v1_dot_task__service__pb2.StreamTasksRequest.FromString,
+                    response_serializer=todo_dot_v1_dot_task__pb2.Task.SerializeToString,
+            ),
+            'WatchTasks': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTasks,
+                    request_deserializer=todo_dot_v1_dot_task__service__pb2.WatchTasksRequest.FromString,
+                    response_serializer=todo_dot_v1_dot_task__pb2.TaskEvent.SerializeToString,
+            ),
+            'BatchCreateTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateTasks,
+                    request_deserializer=todo_dot_v1_dot_task__service__pb2.BatchCreateTasksRequest.FromString,
+                    response_serializer=todo_dot_v1_dot_task__service__pb2.BatchTasksResponse.SerializeToString,
+            ),
+            'BatchUpdateTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchUpdateTasks,
+                    request_deserializer=todo_dot_v1_dot_task__service__pb2.BatchUpdateTasksRequest.FromString,
+                    response_serializer=todo_dot_v1_dot_task__service__pb2.BatchTasksResponse.SerializeToString,
+            ),
+            'BatchCompleteTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCompleteTasks,
+                    request_deserializer=todo_dot_v1_dot_task__service__pb2.BatchCompleteTasksRequest.FromString,
+                    response_serializer=todo_dot_v1_dot_task__service__pb2.BatchTasksResponse.SerializeToString,
+            ),
+            'BatchDeleteTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchDeleteTasks,
+                    request_deserializer=todo_dot_v1_dot_task__service__pb2.BatchDeleteTasksRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetTaskStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskStats,
+                    request_deserializer=todo_dot_v1_dot_task__service__pb2.GetTaskStatsRequest.FromString,
+                    response_serializer=todo_dot_v1_dot_task__service__pb2.TaskStats.SerializeToString,
+            ),
+            'ListTags': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTags,
+                    request_deserializer=todo_dot_v1_dot_task__service__pb2.ListTagsRequest.FromString,
+                    response_serializer=todo_dot_v1_dot_task__service__pb2.ListTagsResponse.SerializeToString,
+            ),
+            'ListReminders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReminders,
+                    request_deserializer=todo_dot_v1_dot_task__service__pb2.ListRemindersRequest.FromString,
+                    response_serializer=todo_dot_v1_dot_task__service__pb2.ListRemindersResponse.SerializeToString,
             ),
             'CompleteTask': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteTask,
@@ -371,6 +565,249 @@ class TaskService:
             '/todo.v1.TaskService/DeleteTask',
             todo_dot_v1_dot_task__service__pb2.DeleteTaskRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/todo.v1.TaskService/StreamTasks',
+            todo_dot_v1_dot_task__service__pb2.StreamTasksRequest.SerializeToString,
+            todo_dot_v1_dot_task__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/todo.v1.TaskService/WatchTasks',
+            todo_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
+            todo_dot_v1_dot_task__pb2.TaskEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/todo.v1.TaskService/BatchCreateTasks',
+            todo_dot_v1_dot_task__service__pb2.BatchCreateTasksRequest.SerializeToString,
+            todo_dot_v1_dot_task__service__pb2.BatchTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchUpdateTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/todo.v1.TaskService/BatchUpdateTasks',
+            todo_dot_v1_dot_task__service__pb2.BatchUpdateTasksRequest.SerializeToString,
+            todo_dot_v1_dot_task__service__pb2.BatchTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCompleteTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/todo.v1.TaskService/BatchCompleteTasks',
+            todo_dot_v1_dot_task__service__pb2.BatchCompleteTasksRequest.SerializeToString,
+            todo_dot_v1_dot_task__service__pb2.BatchTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchDeleteTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/todo.v1.TaskService/BatchDeleteTasks',
+            todo_dot_v1_dot_task__service__pb2.BatchDeleteTasksRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTaskStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/todo.v1.TaskService/GetTaskStats',
+            todo_dot_v1_dot_task__service__pb2.GetTaskStatsRequest.SerializeToString,
+            todo_dot_v1_dot_task__service__pb2.TaskStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/todo.v1.TaskService/ListTags',
+            todo_dot_v1_dot_task__service__pb2.ListTagsRequest.SerializeToString,
+            todo_dot_v1_dot_task__service__pb2.ListTagsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReminders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/todo.v1.TaskService/ListReminders',
+            todo_dot_v1_dot_task__service__pb2.ListRemindersRequest.SerializeToString,
+            todo_dot_v1_dot_task__service__pb2.ListRemindersResponse.FromString,
             options,
             channel_credentials,
             insecure,

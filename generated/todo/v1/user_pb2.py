@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12todo/v1/user.proto\x12\x07todo.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08timezone\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t2a\n\x0bUserService\x12R\n\x07GetUser\x12\x17.todo.v1.GetUserRequest\x1a\r.todo.v1.User\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/users/{user_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12todo/v1/user.proto\x12\x07todo.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08timezone\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x82\x01\n\x11UpdateUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x65mail\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08timezone\x18\x04 \x01(\tH\x02\x88\x01\x01\x42\x07\n\x05_nameB\x08\n\x06_emailB\x0b\n\t_timezone\"X\n\x15\x43hangePasswordRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x18\n\x10\x63urrent_password\x18\x02 \x01(\t\x12\x14\n\x0cnew_password\x18\x03 \x01(\t\"$\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t2\x8f\x03\n\x0bUserService\x12R\n\x07GetUser\x12\x17.todo.v1.GetUserRequest\x1a\r.todo.v1.User\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/users/{user_id}\x12[\n\nUpdateUser\x12\x1a.todo.v1.UpdateUserRequest\x1a\r.todo.v1.User\"\"\x82\xd3\xe4\x93\x02\x1c\x32\x17/api/v1/users/{user_id}:\x01*\x12l\n\x0e\x43hangePassword\x12\x1e.todo.v1.ChangePasswordRequest\x1a\r.todo.v1.User\"+\x82\xd3\xe4\x93\x02%\" /api/v1/users/{user_id}/password:\x01*\x12\x61\n\nDeleteUser\x12\x1a.todo.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/api/v1/users/{user_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +36,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['GetUser']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['GetUser']._serialized_options = b'\202\323\344\223\002\031\022\027/api/v1/users/{user_id}'
-  _globals['_USER']._serialized_start=95
-  _globals['_USER']._serialized_end=256
-  _globals['_GETUSERREQUEST']._serialized_start=258
-  _globals['_GETUSERREQUEST']._serialized_end=291
-  _globals['_USERSERVICE']._serialized_start=293
-  _globals['_USERSERVICE']._serialized_end=390
+  _globals['_USERSERVICE'].methods_by_name['UpdateUser']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['UpdateUser']._serialized_options = b'\202\323\344\223\002\0342\027/api/v1/users/{user_id}:\001*'
+  _globals['_USERSERVICE'].methods_by_name['ChangePassword']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['ChangePassword']._serialized_options = b'\202\323\344\223\002%\" /api/v1/users/{user_id}/password:\001*'
+  _globals['_USERSERVICE'].methods_by_name['DeleteUser']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['DeleteUser']._serialized_options = b'\202\323\344\223\002\031*\027/api/v1/users/{user_id}'
+  _globals['_USER']._serialized_start=124
+  _globals['_USER']._serialized_end=285
+  _globals['_GETUSERREQUEST']._serialized_start=287
+  _globals['_GETUSERREQUEST']._serialized_end=320
+  _globals['_UPDATEUSERREQUEST']._serialized_start=323
+  _globals['_UPDATEUSERREQUEST']._serialized_end=453
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=455
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=543
+  _globals['_DELETEUSERREQUEST']._serialized_start=545
+  _globals['_DELETEUSERREQUEST']._serialized_end=581
+  _globals['_USERSERVICE']._serialized_start=584
+  _globals['_USERSERVICE']._serialized_end=983
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from todo.v1 import user_pb2 as todo_dot_v1_dot_user__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -30,6 +31,10 @@ class UserServiceStub:
 
     Every rpc needs a bearer access token. `user_id` is the caller's id or the
     literal `me`; any other id gets PERMISSION_DENIED, whether it exists or not.
+    Every rpc may also return UNAUTHENTICATED (missing, invalid, expired or
+    revoked token), RESOURCE_EXHAUSTED (HTTP 429: the caller's request rate is
+    over the limit; RetryInfo and `retry-after` say when to retry), UNAVAILABLE
+    (database unreachable) and INTERNAL.
     """
 
     def __init__(self, channel):
@@ -43,6 +48,21 @@ class UserServiceStub:
                 request_serializer=todo_dot_v1_dot_user__pb2.GetUserRequest.SerializeToString,
                 response_deserializer=todo_dot_v1_dot_user__pb2.User.FromString,
                 _registered_method=True)
+        self.UpdateUser = channel.unary_unary(
+                '/todo.v1.UserService/UpdateUser',
+                request_serializer=todo_dot_v1_dot_user__pb2.UpdateUserRequest.SerializeToString,
+                response_deserializer=todo_dot_v1_dot_user__pb2.User.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/todo.v1.UserService/ChangePassword',
+                request_serializer=todo_dot_v1_dot_user__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=todo_dot_v1_dot_user__pb2.User.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/todo.v1.UserService/DeleteUser',
+                request_serializer=todo_dot_v1_dot_user__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -50,6 +70,10 @@ class UserServiceServicer:
 
     Every rpc needs a bearer access token. `user_id` is the caller's id or the
     literal `me`; any other id gets PERMISSION_DENIED, whether it exists or not.
+    Every rpc may also return UNAUTHENTICATED (missing, invalid, expired or
+    revoked token), RESOURCE_EXHAUSTED (HTTP 429: the caller's request rate is
+    over the limit; RetryInfo and `retry-after` say when to retry), UNAVAILABLE
+    (database unreachable) and INTERNAL.
     """
 
     def GetUser(self, request, context):
@@ -62,6 +86,44 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateUser(self, request, context):
+        """UpdateUser changes the fields present in the request and leaves the others alone.
+
+        Returns OK with the updated user; INVALID_ARGUMENT naming each bad field
+        (an empty or too long name, a malformed email, a time zone that is not an
+        IANA name); ALREADY_EXISTS (HTTP 409) when the new email belongs to
+        another account; PERMISSION_DENIED; NOT_FOUND if the account was deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """ChangePassword replaces the password after checking the current one, and
+        revokes every other session of the user (their access and refresh tokens
+        stop working on every server process); the caller's session stays.
+
+        Returns OK (HTTP 200) with the user; INVALID_ARGUMENT naming
+        `current_password` when it is wrong (reason INCORRECT_PASSWORD) and
+        `new_password` when it breaks the password rules; RESOURCE_EXHAUSTED when
+        too many attempts came from this account or address; PERMISSION_DENIED;
+        NOT_FOUND if the account was deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """DeleteUser removes the account with its tasks and revokes all its
+        sessions on every server process; the email can then be registered again.
+
+        Returns OK (HTTP 204, empty body); PERMISSION_DENIED; NOT_FOUND if the
+        account was deleted already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -69,6 +131,21 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.GetUser,
                     request_deserializer=todo_dot_v1_dot_user__pb2.GetUserRequest.FromString,
                     response_serializer=todo_dot_v1_dot_user__pb2.User.SerializeToString,
+            ),
+            'UpdateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUser,
+                    request_deserializer=todo_dot_v1_dot_user__pb2.UpdateUserRequest.FromString,
+                    response_serializer=todo_dot_v1_dot_user__pb2.User.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=todo_dot_v1_dot_user__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=todo_dot_v1_dot_user__pb2.User.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=todo_dot_v1_dot_user__pb2.DeleteUserRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -83,6 +160,10 @@ class UserService:
 
     Every rpc needs a bearer access token. `user_id` is the caller's id or the
     literal `me`; any other id gets PERMISSION_DENIED, whether it exists or not.
+    Every rpc may also return UNAUTHENTICATED (missing, invalid, expired or
+    revoked token), RESOURCE_EXHAUSTED (HTTP 429: the caller's request rate is
+    over the limit; RetryInfo and `retry-after` say when to retry), UNAVAILABLE
+    (database unreachable) and INTERNAL.
     """
 
     @staticmethod
@@ -102,6 +183,87 @@ class UserService:
             '/todo.v1.UserService/GetUser',
             todo_dot_v1_dot_user__pb2.GetUserRequest.SerializeToString,
             todo_dot_v1_dot_user__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/todo.v1.UserService/UpdateUser',
+            todo_dot_v1_dot_user__pb2.UpdateUserRequest.SerializeToString,
+            todo_dot_v1_dot_user__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/todo.v1.UserService/ChangePassword',
+            todo_dot_v1_dot_user__pb2.ChangePasswordRequest.SerializeToString,
+            todo_dot_v1_dot_user__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/todo.v1.UserService/DeleteUser',
+            todo_dot_v1_dot_user__pb2.DeleteUserRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

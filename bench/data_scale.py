@@ -1,0 +1,303 @@
+"""Query latency at scale: 5M tasks, 1M of them one user's.
+
+Loads a scratch database (generated server-side with generate_series, in
+chunks, with progress), then times each query shape through the real
+repository and connection pool (so "server time" = what a server process
+spends waiting for and mapping the database's answer), and prints p50/p99
+per shape plus a one-line EXPLAIN summary.
+
+    .venv/bin/python bench/data_scale.py                 # embedded PostgreSQL in a temp dir
+    DATABASE_URL=postgresql://postgres@127.0.0.1/postgres .venv/bin/python bench/data_scale.py
+    .venv/bin/python bench/data_scale.py --big 100000 --others 400000   # a quick run
+
+The scratch database is dropped at the end (--keep keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "generated")]
+
+from server import domain  # noqa: E402
+from server.config import Settings  # noqa: E402
+from server.db import database, executor  # noqa: E402
+from server.db import pool as db_pool  # noqa: E402
+from server.repositories.tasks import PgTasksRepository  # noqa: E402
+from server.services import queries  # noqa: E402
+
+CHUNK = 100_000
+FILL = """
+INSERT INTO tasks (user_id, title, description, completed, completed_at, priority, due_at,
+                   remind_at, category, tags, created_at, updated_at)
+SELECT u.id,
+       (ARRAY['Buy', 'Call', 'Write', 'Fix', 'Plan', 'Read'])[1 + g %% 6] || ' item ' || g,
+       CASE WHEN g %% 10 = 0 THEN 'remember the milk ' || g ELSE '' END,
+       g %% 3 = 0,
+       CASE WHEN g %% 3 = 0 THEN now() - (g %% 40) * interval '1 day' END,
+       1 + g %% 4,
+       CASE WHEN g %% 4 = 0 THEN NULL ELSE now() + ((g %% 200) - 100) * interval '1 day' END,
+       CASE WHEN g %% 25 = 0 THEN now() + (g %% 72) * interval '1 hour' END,
+       (ARRAY['', 'home', 'work', 'errands', 'health'])[1 + g %% 5],
+       CASE WHEN g %% 1000 = 0 THEN ARRAY['rare', 't' || (g %% 30)]
+            ELSE ARRAY['t' || (g %% 30)] END,
+       now() - g * interval '1 second',
+       now() - g * interval '1 second'
+FROM generate_series(%(start)s::int, %(stop)s::int) AS g
+JOIN LATERAL (SELECT %(big)s::uuid AS id WHERE %(is_big)s
+              UNION ALL
+              SELECT ('00000000-0000-4000-8000-'
+                      || lpad(to_hex(1 + g %% %(others)s), 12, '0'))::uuid
+              WHERE NOT %(is_big)s) AS u ON true
+"""
+
+
+def progress(label: str, done: int, total: int, started: float) -> None:
+    width = 30
+    filled = int(width * done / total)
+    rate = done / max(time.monotonic() - started, 1e-9)
+    print(
+        f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} ({rate:,.0f}/s)",
+        end="" if done < total else "\n",
+        flush=True,
+    )
+
+
+def load(url: str, big_user: uuid.UUID, big: int, others: int, other_users: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO users (id, email, name, password_hash)"
+            " SELECT %s, 'big@example.com', 'Big', 'x'",
+            (big_user,),
+        )
+        conn.execute(
+            "INSERT INTO users (id, email, name, password_hash)"
+            " SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid,"
+            " 'u' || g || '@example.com', 'U', 'x' FROM generate_series(1, %s) AS g",
+            (other_users,),
+        )
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasks'"
+            " AND indexname <> 'pk_tasks'"
+        ).fetchall()
+        for name, _ in indexes:  # far faster to load without them, then build each once
+            conn.execute(f'DROP INDEX "{name}"')
+        started = time.monotonic()
+        total = big + others
+        done = 0
+        for is_big, count in ((True, big), (False, others)):
+            for start in range(1, count + 1, CHUNK):
+                stop = min(start + CHUNK - 1, count)
+                conn.execute(
+                    FILL,
+                    {
+                        "start": start,
+                        "stop": stop,
+                        "big": big_user,
+                        "is_big": is_big,
+                        "others": other_users,
+                    },
+                )
+                done += stop - start + 1
+                progress("loading tasks", done, total, started)
+        started = time.monotonic()
+        for i, (_, definition) in enumerate(indexes, 1):
+            conn.execute(definition)
+            progress("building indexes", i, len(indexes), started)
+        print("==> VACUUM ANALYZE tasks", flush=True)
+        conn.execute("VACUUM ANALYZE tasks")
+
+
+@contextlib.contextmanager
+def scratch_database(keep: bool) -> Iterator[str]:
+    settings_url = os.environ.get("DATABASE_URL")
+    with tempfile.TemporaryDirectory(prefix="todo-scale-") as tmp:
+        settings = Settings(database_url=settings_url, data_dir=Path(tmp))
+        with database.open_database(settings) as server_url:
+            name = f"todo_scale_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            url = psycopg.conninfo.make_conninfo(server_url, dbname=name)
+            try:
+                yield url
+            finally:
+                if not keep:
+                    with psycopg.connect(server_url, autocommit=True) as conn:
+                        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def _filter(**kwargs: Any) -> domain.TaskFilter:
+    base: dict[str, Any] = dict(
+        completed=None,
+        priorities=(),
+        category=None,
+        tags=(),
+        due_after=None,
+        due_before=None,
+        overdue=None,
+        q="",
+    )
+    return queries.make_filter(**{**base, **kwargs})
+
+
+async def measure(
+    label: str, runs: int, call: Callable[[], Awaitable[object]]
+) -> tuple[float, float]:
+    for _ in range(3):
+        await call()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await call()
+        times.append((time.perf_counter() - started) * 1000)
+    cuts = statistics.quantiles(times, n=100, method="inclusive")
+    return cuts[49], cuts[98]
+
+
+async def explain(pool: db_pool.Pool, statement: str, params: Any) -> str:
+    async with pool.connection() as conn:
+        cur = await conn.execute("EXPLAIN (FORMAT JSON) " + statement, params)
+        row = await cur.fetchone()
+    assert row is not None
+    nodes: list[str] = []
+
+    def walk(plan: dict[str, Any]) -> None:
+        name = plan["Node Type"]
+        if "Index Name" in plan:
+            name += f" {plan['Index Name']}"
+        elif "Relation Name" in plan:
+            name += f" {plan['Relation Name']}"
+        nodes.append(name)
+        for child in plan.get("Plans", []):
+            walk(child)
+
+    walk(row[0][0]["Plan"])
+    return " > ".join(dict.fromkeys(nodes))
+
+
+class Capturing(executor.Executor):
+    """Runs statements as usual and remembers the last one, for EXPLAIN."""
+
+    last: tuple[Any, Any] = ("", None)
+
+    @staticmethod
+    def _remember(query: Any, params: Any) -> None:
+        if not str(query).lstrip().startswith("EXPLAIN"):  # the count estimate is not the shape
+            Capturing.last = (query, params)
+
+    async def fetch_all(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
+        self._remember(query, params)
+        return await super().fetch_all(query, params)
+
+    async def fetch_one(self, query: Any, params: Any = None) -> tuple[Any, ...] | None:
+        self._remember(query, params)
+        return await super().fetch_one(query, params)
+
+
+async def run_shapes(url: str, user: uuid.UUID, runs: int) -> list[tuple[str, float, float, str]]:
+    pool = db_pool.make_pool(url, Settings(database_url=url, db_pool_min=1, db_pool_max=2))
+    await pool.open(wait=True)
+    results = []
+
+    async def repo_call(fn: Callable[[PgTasksRepository], Awaitable[object]]) -> object:
+        async with pool.connection() as conn:
+            return await fn(PgTasksRepository(Capturing(conn)))
+
+    now = dt.datetime.now(dt.UTC)
+    print("==> walking to page 1,000 (50 per page)", flush=True)
+    cursor = None
+    for _ in range(999):
+        page = await repo_call(lambda r, c=cursor: r.list_page(user, domain.TaskQuery(), 50, c))
+        cursor = page.next_cursor  # type: ignore[attr-defined]
+    shapes: dict[str, Callable[[PgTasksRepository], Awaitable[object]]] = {
+        "first page": lambda r: r.list_page(user, domain.TaskQuery(), 50, None),
+        "page 1,000 by token": lambda r: r.list_page(user, domain.TaskQuery(), 50, cursor),
+        "completed=true": lambda r: r.list_page(
+            user, domain.TaskQuery(_filter(completed=True)), 50, None
+        ),
+        "priority=URGENT": lambda r: r.list_page(
+            user, domain.TaskQuery(_filter(priorities=[domain.Priority.URGENT])), 50, None
+        ),
+        "category=errands": lambda r: r.list_page(
+            user, domain.TaskQuery(_filter(category="errands")), 50, None
+        ),
+        "tag=t7 (1 in 30)": lambda r: r.list_page(
+            user, domain.TaskQuery(_filter(tags=["t7"])), 50, None
+        ),
+        "tag=rare (1 in 1000)": lambda r: r.list_page(
+            user, domain.TaskQuery(_filter(tags=["rare"])), 50, None
+        ),
+        "due in the next 7 days": lambda r: r.list_page(
+            user,
+            domain.TaskQuery(_filter(due_after=now, due_before=now + dt.timedelta(days=7))),
+            50,
+            None,
+        ),
+        "overdue=true": lambda r: r.list_page(
+            user, domain.TaskQuery(_filter(overdue=True)), 50, None
+        ),
+        "q=milk 12345 (rare)": lambda r: r.list_page(
+            user, domain.TaskQuery(_filter(q="milk 12345")), 50, None
+        ),
+        "q=milk (1 in 10)": lambda r: r.list_page(
+            user, domain.TaskQuery(_filter(q="milk")), 50, None
+        ),
+        "order_by=due_at": lambda r: r.list_page(
+            user, domain.TaskQuery(order=queries.parse_order_by("due_at")), 50, None
+        ),
+        "stats": lambda r: r.stats(user, domain.TaskFilter()),
+        "tags": lambda r: r.tags(user),
+        "reminders (24 h)": lambda r: r.reminders(user, dt.timedelta(days=1), 1000),
+    }
+    for label, fn in shapes.items():
+        p50, p99 = await measure(label, runs, lambda fn=fn: repo_call(fn))
+        plan = await explain(pool, *Capturing.last)
+        print(f"  {label:<26} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms", flush=True)
+        results.append((label, p50, p99, plan))
+    await pool.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--big", type=int, default=1_000_000, help="tasks of the measured user")
+    parser.add_argument("--others", type=int, default=4_000_000, help="tasks of everyone else")
+    parser.add_argument("--other-users", type=int, default=4_000, help="how many other users")
+    parser.add_argument("--runs", type=int, default=50, help="timed runs per shape")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = parser.parse_args()
+    big_user = uuid.uuid4()
+    with scratch_database(args.keep) as url:
+        print("==> migrating", flush=True)
+        database.run_migrations(url)
+        load(url, big_user, args.big, args.others, args.other_users)
+        print(f"==> timing each shape ({args.runs} runs after 3 warm-ups)", flush=True)
+        results = asyncio.run(run_shapes(url, big_user, args.runs))
+    print()
+    print(f"{args.big:,} tasks for the user, {args.others:,} for {args.other_users:,} others")
+    print()
+    print("| shape | p50 ms | p99 ms | plan |")
+    print("| --- | ---: | ---: | --- |")
+    for label, p50, p99, plan in results:
+        print(f"| {label} | {p50:.2f} | {p99:.2f} | {plan} |")
+
+
+if __name__ == "__main__":
+    main()

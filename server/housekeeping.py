@@ -1,0 +1,39 @@
+"""Periodic clean-up run by every server process: expired task changes.
+
+Each process runs it (the DELETE is idempotent and cheap when there is
+nothing to delete), at a random offset so processes do not run in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+
+from server import errors
+from server.config import Settings
+from server.services.ports import UnitOfWork
+
+log = logging.getLogger(__name__)
+INTERVAL_S = 600.0
+
+
+async def run(uow: Callable[[], UnitOfWork], settings: Settings) -> None:
+    """Prune forever, every INTERVAL_S seconds (cancel to stop)."""
+    await asyncio.sleep(random.uniform(0, 60))
+    while True:
+        await prune_once(uow, settings)
+        await asyncio.sleep(INTERVAL_S)
+
+
+async def prune_once(uow: Callable[[], UnitOfWork], settings: Settings) -> None:
+    """Delete task changes older than the retention; log and carry on if the database is down."""
+    try:
+        async with uow().read_only() as reader:
+            removed = await reader.changes.prune(settings.change_retention_s)
+    except errors.Unavailable:
+        log.warning("housekeeping skipped: database unavailable")
+        return
+    if removed:
+        log.info("pruned %d task changes older than %ds", removed, settings.change_retention_s)

@@ -1,0 +1,104 @@
+"""Streaming use cases: every matching task, and the live change feed.
+
+Both check everything they can before their first item, so a bad request
+gets an ordinary error (over REST, a JSON error rather than a cut stream).
+Neither holds a database connection between reads.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+from server import domain, errors
+from server.services import access
+from server.services.page_tokens import ResumeTokens
+from server.services.ports import ChangeFeed, UnitOfWork
+
+STREAM_CHUNK = 500
+"""Tasks read per query while streaming (keyset chunks: memory stays flat)."""
+WATCH_BATCH = 500
+"""Changes read per query while catching up."""
+
+
+async def stream_tasks(
+    uow: Callable[[], UnitOfWork],
+    principal: domain.Principal,
+    user_id: str,
+    query: domain.TaskQuery,
+) -> AsyncIterator[domain.Task]:
+    """Every matching task in the query's order, read in keyset chunks."""
+    owner = access.owner_id(principal, user_id)
+    cursor: domain.PageCursor | None = None
+    while True:
+        async with uow().read_only() as reader:
+            page = await reader.tasks.list_page(owner, query, STREAM_CHUNK, cursor, count=False)
+        for task in page.tasks:
+            yield task
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+async def watch_tasks(
+    uow: Callable[[], UnitOfWork],
+    feed: ChangeFeed,
+    resume_tokens: ResumeTokens,
+    principal: domain.Principal,
+    user_id: str,
+    resume_token: str,
+    heartbeat_s: float,
+) -> AsyncIterator[tuple[domain.TaskChange | None, int]]:
+    """The caller's changes after the token (or from now), then live ones, with heartbeats.
+
+    Yields (change, seq) pairs; a heartbeat is (None, latest seq). Ends with
+    errors.Unavailable when the server shuts down.
+    """
+    owner = access.owner_id(principal, user_id)
+    after = resume_tokens.decode(owner, resume_token) if resume_token else None
+    with feed.subscribe(owner) as subscription:  # before reading: no change can slip between
+        last = await _starting_seq(uow, owner, after)
+        while True:
+            subscription.reset()
+            async with uow().read_only() as reader:
+                changes = await reader.changes.read(owner, last, WATCH_BATCH)
+            for change in changes:
+                yield change, change.seq
+                last = change.seq
+            if len(changes) == WATCH_BATCH:
+                continue
+            if subscription.closed:
+                raise _shutting_down()
+            if not await subscription.wait(heartbeat_s):
+                yield None, last
+            elif subscription.closed:
+                raise _shutting_down()
+
+
+async def _starting_seq(uow: Callable[[], UnitOfWork], owner: uuid.UUID, after: int | None) -> int:
+    async with uow().read_only() as reader:
+        bounds = await reader.changes.bounds(owner)
+    if bounds is None:
+        raise errors.NotFound("user not found", reason="USER_NOT_FOUND")
+    latest, oldest = bounds
+    if after is None:
+        return latest
+    if after > latest:
+        raise errors.InvalidArgument(
+            errors.FieldViolation("resume_token", "is not a resume token of this user"),
+            reason="INVALID_RESUME_TOKEN",
+        )
+    if after < latest and (oldest is None or after < oldest - 1):
+        raise errors.FailedPrecondition(
+            "changes after this resume token are no longer kept; list the tasks again and "
+            "watch without a token",
+            reason="RESYNC_REQUIRED",
+        )
+    return after
+
+
+def _shutting_down() -> errors.Unavailable:
+    return errors.Unavailable(
+        "the server is shutting down; reconnect with your last resume token",
+        reason="SHUTTING_DOWN",
+    )

@@ -24,8 +24,6 @@ import dataclasses
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import struct
 import subprocess
@@ -37,11 +35,9 @@ from pathlib import Path
 
 import grpc
 import httpx
-import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from stack import Stack, cpu_seconds
 from todo.v1 import task_service_pb2, task_service_pb2_grpc
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclasses.dataclass
@@ -57,92 +53,6 @@ class Result:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
-
-
-def free_base(count: int) -> int:
-    for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = sock.getsockname()[1]
-        if base + count < 65000:
-            ok = True
-            for port in range(base, base + count):
-                with socket.socket() as probe:
-                    ok = ok and probe.connect_ex(("127.0.0.1", port)) != 0
-            if ok:
-                return base
-    raise RuntimeError("no free ports")
-
-
-class Stack:
-    def __init__(self, workers: int, data: Path, log_level: str) -> None:
-        self.base = free_base(workers + 2)
-        self.workers = workers
-        self.envoy_port = self.base + workers
-        env = {
-            **os.environ,
-            "PYTHONPATH": f"{REPO}:{REPO / 'generated'}",
-            "TODO_DATA_DIR": str(data),
-            "TODO_WORKERS": str(workers),
-            "TODO_GRPC_PORT": str(self.base),
-            "TODO_ENVOY_PORT": str(self.envoy_port),
-            "TODO_ENVOY_ADMIN_PORT": str(self.base + workers + 1),
-            "TODO_BCRYPT_ROUNDS": "4",
-            "TODO_LOG_LEVEL": log_level,
-        }
-        self.log = (data / "stack.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "server"], cwd=REPO, env=env, stdout=self.log, stderr=self.log
-        )
-        self.rest = f"http://127.0.0.1:{self.envoy_port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.rest}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"stack did not start; see {data / 'stack.log'}")
-
-    def processes(self) -> dict[str, list[psutil.Process]]:
-        groups: dict[str, list[psutil.Process]] = {"server": [], "envoy": [], "postgres": []}
-        for child in psutil.Process(self.process.pid).children(recursive=True):
-            name = child.name()
-            if "envoy" in name:
-                groups["envoy"].append(child)
-            elif "postgres" in name:
-                groups["postgres"].append(child)
-            else:
-                groups["server"].append(child)
-        if not groups["postgres"]:  # DATABASE_URL: the system's PostgreSQL
-            groups["postgres"] = [p for p in psutil.process_iter() if p.name() == "postgres"]
-        return groups
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
-
-
-def cpu_seconds(groups: dict[str, list[psutil.Process]]) -> dict[str, float]:
-    totals = {}
-    for name, procs in groups.items():
-        total = 0.0
-        for proc in procs:
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
-        totals[name] = total
-    return totals
 
 
 def grpc_frame(message: bytes) -> bytes:

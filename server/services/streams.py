@@ -51,13 +51,15 @@ async def watch_tasks(
 ) -> AsyncIterator[tuple[domain.TaskChange | None, int]]:
     """The caller's changes after the token (or from now), then live ones, with heartbeats.
 
-    Yields (change, seq) pairs; a heartbeat is (None, latest seq). Ends with
+    Yields (change, seq) pairs; a heartbeat is (None, latest seq). The first
+    item is always a heartbeat, sent once the subscription is live. Ends with
     errors.Unavailable when the server shuts down.
     """
     owner = access.owner_id(principal, user_id)
     after = resume_tokens.decode(owner, resume_token) if resume_token else None
     with feed.subscribe(owner) as subscription:  # before reading: no change can slip between
         last = await _starting_seq(uow, owner, after)
+        yield None, last  # the stream is live; the client holds a resume token from now on
         while True:
             subscription.reset()
             async with uow().read_only() as reader:

@@ -75,6 +75,7 @@ async def test_resume_replays_after_the_token_then_heartbeats(uow, store: FakeSt
         store.changes.record(alice.user_id, domain.ChangeKind.CREATED, _task(alice.user_id, title))
     items = await _collect(uow, store, alice, TOKENS.encode(alice.user_id, 1), [False])
     assert [(c.task.title if c else None, seq) for c, seq in items] == [
+        (None, 1),
         ("b", 2),
         ("c", 3),
         (None, 3),
@@ -84,7 +85,7 @@ async def test_resume_replays_after_the_token_then_heartbeats(uow, store: FakeSt
 async def test_no_token_starts_live(uow, store: FakeStore, alice) -> None:
     store.changes.record(alice.user_id, domain.ChangeKind.CREATED, _task(alice.user_id, "old"))
     items = await _collect(uow, store, alice, "", [False])
-    assert items == [(None, 1)]
+    assert items == [(None, 1), (None, 1)]
 
 
 async def test_shutdown_ends_with_unavailable(uow, alice) -> None:
@@ -108,4 +109,4 @@ async def test_pruned_history_needs_a_resync(uow, store: FakeStore, alice) -> No
         await _collect(uow, store, alice, TOKENS.encode(alice.user_id, 1), [])
     assert caught.value.reason == "RESYNC_REQUIRED"
     items = await _collect(uow, store, alice, TOKENS.encode(alice.user_id, 2), [False])
-    assert [seq for _, seq in items] == [3, 4, 4]
+    assert [seq for _, seq in items] == [2, 3, 4, 4]

@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
 PROTOS := $(wildcard protos/todo/v1/*.proto)
 
 .PHONY: help venv run test test-unit test-integration test-e2e generate check-generated lint \
-        buf-lint migrate bench clean
+        buf-lint migrate bench bench-streams bench-scale clean
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -70,10 +70,14 @@ test: $(STAMP)  ## Run unit, integration and e2e tests (TEST_DATABASE_URL or emb
 test-unit: $(STAMP)  ## Only the unit tests
 	@$(PY) -m pytest tests/unit
 
-# One benchmark user sends thousands of calls a second: lift the per-user limit (still checked).
-bench: $(STAMP)  ## Side-by-side throughput benchmark (see bench/README.md)
-	@TODO_USER_RATE_LIMIT=$${TODO_USER_RATE_LIMIT:-1000000000} \
-	 TODO_USER_RATE_BURST=$${TODO_USER_RATE_BURST:-1000000000} $(PY) bench/throughput.py
+bench: $(STAMP)  ## Throughput: REST vs gRPC vs a trivial RPC, side by side (bench/README.md)
+	@$(PY) bench/throughput.py
+
+bench-streams: $(STAMP)  ## Watch capacity and latency, streaming, batchCreate (bench/README.md)
+	@$(PY) bench/streams.py
+
+bench-scale: $(STAMP)  ## Query latency with 5M tasks, 1M of them one user's (about 15 min)
+	@$(PY) bench/data_scale.py
 
 clean:  ## Remove the virtualenv, tools and caches (keeps .data/)
 	rm -rf $(VENV) $(TOOLS) third_party .pytest_cache .mypy_cache .ruff_cache

@@ -105,7 +105,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tasks")),
     )
-    op.create_index("ix_tasks_tags", "tasks", ["tags"], unique=False, postgresql_using="gin")
+    op.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
+    op.create_index("ix_tasks_user_id_tags", "tasks", ["user_id", "tags"], postgresql_using="gin")
     op.create_index(
         "ix_tasks_user_id_created_at_id",
         "tasks",
@@ -164,7 +165,7 @@ def downgrade() -> None:
     ):
         op.drop_index(index, table_name="tasks")
     op.drop_index("ix_tasks_user_id_created_at_id", table_name="tasks")
-    op.drop_index("ix_tasks_tags", table_name="tasks", postgresql_using="gin")
+    op.drop_index("ix_tasks_user_id_tags", table_name="tasks", postgresql_using="gin")
     op.drop_table("tasks")
     op.drop_index("ix_sessions_revoked_at", table_name="sessions")
     op.drop_index("ix_sessions_user_id", table_name="sessions")

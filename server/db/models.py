@@ -127,7 +127,8 @@ class TaskRow(Base):
 
     __table_args__ = (
         sa.CheckConstraint("priority BETWEEN 1 AND 4", name="priority"),
-        sa.Index("ix_tasks_tags", "tags", postgresql_using="gin"),
+        # btree_gin: one index answers "this user's tasks carrying these tags".
+        sa.Index("ix_tasks_user_id_tags", "user_id", "tags", postgresql_using="gin"),
     )
 
 

@@ -1,4 +1,4 @@
-"""Periodic clean-up run by every server process: expired task changes.
+"""Periodic clean-up run by every server process: expired task changes and request ids.
 
 Each process runs it (the DELETE is idempotent and cheap when there is
 nothing to delete), at a random offset so processes do not run in step.
@@ -17,6 +17,8 @@ from server.services.ports import UnitOfWork
 
 log = logging.getLogger(__name__)
 INTERVAL_S = 600.0
+REQUEST_ID_RETENTION_S = 48 * 3600
+"""Batch request ids are kept two days (the contract asks for at least one)."""
 
 
 async def run(uow: Callable[[], UnitOfWork], settings: Settings) -> None:
@@ -28,12 +30,13 @@ async def run(uow: Callable[[], UnitOfWork], settings: Settings) -> None:
 
 
 async def prune_once(uow: Callable[[], UnitOfWork], settings: Settings) -> None:
-    """Delete task changes older than the retention; log and carry on if the database is down."""
+    """Delete expired task changes and request ids; log and carry on if the database is down."""
     try:
         async with uow().read_only() as reader:
-            removed = await reader.changes.prune(settings.change_retention_s)
+            changes = await reader.changes.prune(settings.change_retention_s)
+            request_ids = await reader.idempotency.prune(REQUEST_ID_RETENTION_S)
     except errors.Unavailable:
         log.warning("housekeeping skipped: database unavailable")
         return
-    if removed:
-        log.info("pruned %d task changes older than %ds", removed, settings.change_retention_s)
+    if changes or request_ids:
+        log.info("pruned %d task changes and %d batch request ids", changes, request_ids)

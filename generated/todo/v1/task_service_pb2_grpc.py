@@ -34,7 +34,8 @@ class TaskServiceStub:
     literal `me`; any other id gets PERMISSION_DENIED, whether it exists or not.
     A task id the caller does not own gets NOT_FOUND, exactly like one that
     does not exist. Every rpc may also return UNAUTHENTICATED (missing,
-    invalid, expired or revoked token), UNAVAILABLE (database unreachable) and
+    invalid, expired or revoked token), RESOURCE_EXHAUSTED (the per-user
+    request limit, with RetryInfo), UNAVAILABLE (database unreachable) and
     INTERNAL.
     """
 
@@ -133,7 +134,8 @@ class TaskServiceServicer:
     literal `me`; any other id gets PERMISSION_DENIED, whether it exists or not.
     A task id the caller does not own gets NOT_FOUND, exactly like one that
     does not exist. Every rpc may also return UNAUTHENTICATED (missing,
-    invalid, expired or revoked token), UNAVAILABLE (database unreachable) and
+    invalid, expired or revoked token), RESOURCE_EXHAUSTED (the per-user
+    request limit, with RetryInfo), UNAVAILABLE (database unreachable) and
     INTERNAL.
     """
 
@@ -409,7 +411,8 @@ class TaskService:
     literal `me`; any other id gets PERMISSION_DENIED, whether it exists or not.
     A task id the caller does not own gets NOT_FOUND, exactly like one that
     does not exist. Every rpc may also return UNAUTHENTICATED (missing,
-    invalid, expired or revoked token), UNAVAILABLE (database unreachable) and
+    invalid, expired or revoked token), RESOURCE_EXHAUSTED (the per-user
+    request limit, with RetryInfo), UNAVAILABLE (database unreachable) and
     INTERNAL.
     """
 

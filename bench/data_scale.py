@@ -141,20 +141,6 @@ def scratch_database(keep: bool) -> Iterator[str]:
                         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-def _filter(**kwargs: Any) -> domain.TaskFilter:
-    base: dict[str, Any] = dict(
-        completed=None,
-        priorities=(),
-        category=None,
-        tags=(),
-        due_after=None,
-        due_before=None,
-        overdue=None,
-        q="",
-    )
-    return queries.make_filter(**{**base, **kwargs})
-
-
 async def measure(
     label: str, runs: int, call: Callable[[], Awaitable[object]]
 ) -> tuple[float, float]:
@@ -228,34 +214,39 @@ async def run_shapes(url: str, user: uuid.UUID, runs: int) -> list[tuple[str, fl
         "first page": lambda r: r.list_page(user, domain.TaskQuery(), 50, None),
         "page 1,000 by token": lambda r: r.list_page(user, domain.TaskQuery(), 50, cursor),
         "completed=true": lambda r: r.list_page(
-            user, domain.TaskQuery(_filter(completed=True)), 50, None
+            user, domain.TaskQuery(queries.make_filter(completed=True)), 50, None
         ),
         "priority=URGENT": lambda r: r.list_page(
-            user, domain.TaskQuery(_filter(priorities=[domain.Priority.URGENT])), 50, None
+            user,
+            domain.TaskQuery(queries.make_filter(priorities=[domain.Priority.URGENT])),
+            50,
+            None,
         ),
         "category=errands": lambda r: r.list_page(
-            user, domain.TaskQuery(_filter(category="errands")), 50, None
+            user, domain.TaskQuery(queries.make_filter(category="errands")), 50, None
         ),
         "tag=t7 (1 in 30)": lambda r: r.list_page(
-            user, domain.TaskQuery(_filter(tags=["t7"])), 50, None
+            user, domain.TaskQuery(queries.make_filter(tags=["t7"])), 50, None
         ),
         "tag=rare (1 in 1000)": lambda r: r.list_page(
-            user, domain.TaskQuery(_filter(tags=["rare"])), 50, None
+            user, domain.TaskQuery(queries.make_filter(tags=["rare"])), 50, None
         ),
         "due in the next 7 days": lambda r: r.list_page(
             user,
-            domain.TaskQuery(_filter(due_after=now, due_before=now + dt.timedelta(days=7))),
+            domain.TaskQuery(
+                queries.make_filter(due_after=now, due_before=now + dt.timedelta(days=7))
+            ),
             50,
             None,
         ),
         "overdue=true": lambda r: r.list_page(
-            user, domain.TaskQuery(_filter(overdue=True)), 50, None
+            user, domain.TaskQuery(queries.make_filter(overdue=True)), 50, None
         ),
         "q=milk 12345 (rare)": lambda r: r.list_page(
-            user, domain.TaskQuery(_filter(q="milk 12345")), 50, None
+            user, domain.TaskQuery(queries.make_filter(q="milk 12345")), 50, None
         ),
         "q=milk (1 in 10)": lambda r: r.list_page(
-            user, domain.TaskQuery(_filter(q="milk")), 50, None
+            user, domain.TaskQuery(queries.make_filter(q="milk")), 50, None
         ),
         "order_by=due_at": lambda r: r.list_page(
             user, domain.TaskQuery(order=queries.parse_order_by("due_at")), 50, None

@@ -144,6 +144,17 @@ def setup(stack: Stack, tasks: int) -> tuple[str, str, str]:
     return token, user["id"], ids[len(ids) // 2]
 
 
+def more_tokens(stack: Stack, count: int) -> list[str]:
+    """Access tokens of `count` further users (for writes spread over users)."""
+    tokens = []
+    with httpx.Client(base_url=stack.rest, timeout=30) as http:
+        for _ in range(count):
+            body = {"email": f"b-{uuid.uuid4().hex[:10]}@example.com", "password": "benchmark1"}
+            http.post("/api/v1/auth/register", json={**body, "name": "B"})
+            tokens.append(http.post("/api/v1/auth/login", json=body).json()["access_token"])
+    return tokens
+
+
 def check_grpc(target: str, token: str, task_id: str) -> None:
     """A real stub call per gRPC scenario, so an error hidden behind HTTP 200 cannot pass."""
     md = (("authorization", f"Bearer {token}"),)
@@ -176,6 +187,17 @@ def scenarios(stack: Stack, token: str, task_id: str, seconds: int, conns: int, 
     create_lua.write_text(
         'wrk.method = "POST"\nwrk.body = \'{"title": "bench task"}\'\n'
         'wrk.headers["content-type"] = "application/json"\n'
+    )
+    many_lua = work / "create_many.lua"  # each request as the next of 32 users
+    many_lua.write_text(
+        "tokens = {" + ",".join(f'"{t}"' for t in more_tokens(stack, 32)) + "}\n"
+        "n = 0\n"
+        "request = function()\n"
+        "  n = n + 1\n"
+        '  local headers = {["content-type"] = "application/json",'
+        ' ["authorization"] = "Bearer " .. tokens[n % #tokens + 1]}\n'
+        '  return wrk.format("POST", nil, headers, \'{"title": "bench task"}\')\n'
+        "end\n"
     )
     envoy = f"http://127.0.0.1:{stack.envoy_port}"
     direct = f"http://127.0.0.1:{stack.base}"
@@ -210,6 +232,10 @@ def scenarios(stack: Stack, token: str, task_id: str, seconds: int, conns: int, 
             lambda: run_wrk(
                 f"{stack.rest}/api/v1/users/me/tasks", seconds, conns, auth, create_lua
             ),
+        ),
+        (
+            "create-task: REST via Envoy, 32 users",
+            lambda: run_wrk(f"{stack.rest}/api/v1/users/me/tasks", seconds, conns, {}, many_lua),
         ),
         (
             "create-task: gRPC via Envoy",

@@ -100,13 +100,26 @@ async def create_server(
     stack.push_async_callback(listener.stop)
     _background(stack, _close_when(stopping, feed) if stopping else None)
     _background(stack, housekeeping.run(uow, settings))
-    tokens = TokenCodec(settings)
-    hasher = PasswordHasher(settings.bcrypt_rounds)
-    throttle = Throttle(Limits.from_settings(settings))
+    server = grpc.aio.server(
+        interceptors=_interceptors(settings, revocations), options=SERVER_OPTIONS
+    )
+    _add_servicers(server, settings, uow, feed)
+    await _add_health(server, stack, functools.partial(ping, pool))
+    if settings.reflection_enabled:
+        names = [*SERVICE_NAMES, "grpc.health.v1.Health", reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, server)
+    bound = server.add_insecure_port(f"{settings.grpc_host}:{port}")
+    return server, bound
+
+
+def _interceptors(
+    settings: Settings, sessions: SessionRevocations
+) -> list[grpc.aio.ServerInterceptor]:
+    """The interceptors in the order of the module docstring."""
     interceptors: list[grpc.aio.ServerInterceptor] = [
         AccessLogInterceptor(),
         ErrorInterceptor(),
-        AuthInterceptor(tokens, revocations),
+        AuthInterceptor(TokenCodec(settings), sessions),
     ]
     if settings.user_rate_limit > 0:
         interceptors.append(
@@ -114,27 +127,30 @@ async def create_server(
                 settings.user_rate_limit, settings.user_rate_burst, settings.workers
             )
         )
-    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+    return interceptors
+
+
+def _add_servicers(
+    server: grpc.aio.Server,
+    settings: Settings,
+    uow: Callable[[], UnitOfWorkPort],
+    feed: ChangeFeed,
+) -> None:
+    tokens = TokenCodec(settings)
+    hasher = PasswordHasher(settings.bcrypt_rounds)
+    throttle = Throttle(Limits.from_settings(settings))
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
         AuthServicer(uow, hasher, tokens, throttle), server
     )
     user_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(uow, hasher, throttle), server)
-    task_service_pb2_grpc.add_TaskServiceServicer_to_server(
-        TaskServicer(
-            uow,
-            PageTokens(settings.jwt_secret),
-            feed,
-            ResumeTokens(settings.jwt_secret),
-            settings.watch_heartbeat_s,
-        ),
-        server,
+    task_servicer = TaskServicer(
+        uow,
+        PageTokens(settings.jwt_secret),
+        feed,
+        ResumeTokens(settings.jwt_secret),
+        settings.watch_heartbeat_s,
     )
-    await _add_health(server, stack, functools.partial(ping, pool))
-    if settings.reflection_enabled:
-        names = [*SERVICE_NAMES, "grpc.health.v1.Health", reflection.SERVICE_NAME]
-        reflection.enable_server_reflection(names, server)
-    bound = server.add_insecure_port(f"{settings.grpc_host}:{port}")
-    return server, bound
+    task_service_pb2_grpc.add_TaskServiceServicer_to_server(task_servicer, server)
 
 
 def _background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None] | None) -> None:

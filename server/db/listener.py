@@ -63,8 +63,8 @@ class NotificationListener:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="listener")
 
     async def stop(self) -> None:
-        """Stop listening."""
-        self._set_disconnected()
+        """Stop listening (quietly: subscribers are going away too)."""
+        self.connected = False
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -49,14 +49,14 @@ def parse_order_by(raw: str) -> tuple[domain.Order, ...]:
 
 def make_filter(
     *,
-    completed: bool | None,
-    priorities: Iterable[domain.Priority],
-    category: str | None,
-    tags: Iterable[str],
-    due_after: dt.datetime | None,
-    due_before: dt.datetime | None,
-    overdue: bool | None,
-    q: str,
+    completed: bool | None = None,
+    priorities: Iterable[domain.Priority] = (),
+    category: str | None = None,
+    tags: Iterable[str] = (),
+    due_after: dt.datetime | None = None,
+    due_before: dt.datetime | None = None,
+    overdue: bool | None = None,
+    q: str = "",
 ) -> domain.TaskFilter:
     """Validate and normalise filter values (tags and category as they are stored)."""
     tag_set = sorted({tag.strip().lower() for tag in tags})

@@ -76,20 +76,6 @@ async def _fill(
     await conn.execute("ANALYZE tasks")
 
 
-def _f(**kwargs: Any) -> domain.TaskFilter:
-    base: dict[str, Any] = dict(
-        completed=None,
-        priorities=(),
-        category=None,
-        tags=(),
-        due_after=None,
-        due_before=None,
-        overdue=None,
-        q="",
-    )
-    return queries.make_filter(**{**base, **kwargs})
-
-
 async def test_query_shapes_use_indexes(
     conn: executor.Connection, users_repo: PgUsersRepository, user: domain.User
 ) -> None:
@@ -97,15 +83,15 @@ async def test_query_shapes_use_indexes(
     await _fill(conn, users_repo, user)
     now = dt.datetime.now(dt.UTC)
     shapes: dict[str, domain.TaskFilter | None] = {
-        "first page": _f(),
-        "completed": _f(completed=True),
-        "priority": _f(priorities=[domain.Priority.URGENT]),
-        "category": _f(category="errands"),
-        "common tag": _f(tags=["t1"]),
-        "rare tag": _f(tags=["rare"]),
-        "due range": _f(due_after=now, due_before=now + dt.timedelta(days=2)),
-        "overdue": _f(overdue=True),
-        "q": _f(q="milk"),
+        "first page": queries.make_filter(),
+        "completed": queries.make_filter(completed=True),
+        "priority": queries.make_filter(priorities=[domain.Priority.URGENT]),
+        "category": queries.make_filter(category="errands"),
+        "common tag": queries.make_filter(tags=["t1"]),
+        "rare tag": queries.make_filter(tags=["rare"]),
+        "due range": queries.make_filter(due_after=now, due_before=now + dt.timedelta(days=2)),
+        "overdue": queries.make_filter(overdue=True),
+        "q": queries.make_filter(q="milk"),
         "due order": None,
     }
     explaining = ExplainingExecutor(conn)

@@ -122,38 +122,30 @@ async def test_every_order_walks_every_task_once_in_order(
     assert [t.id for t in got] == [t.id for t in sorted(dataset, key=sort_key(order))]
 
 
-def _filter(**kwargs) -> domain.TaskFilter:
-    base = dict(
-        completed=None,
-        priorities=(),
-        category=None,
-        tags=(),
-        due_after=None,
-        due_before=None,
-        overdue=None,
-        q="",
-    )
-    return queries.make_filter(**{**base, **kwargs})
-
-
 FILTERS: list[tuple[domain.TaskFilter, Callable[[domain.Task], bool]]] = [
-    (_filter(completed=True), lambda t: t.completed),
-    (_filter(completed=False), lambda t: not t.completed),
-    (_filter(priorities=[P.HIGH, P.LOW]), lambda t: t.priority in (P.HIGH, P.LOW)),
-    (_filter(category="home"), lambda t: t.category == "home"),
-    (_filter(category=""), lambda t: t.category == ""),
-    (_filter(tags=["A"]), lambda t: "a" in t.tags),
-    (_filter(tags=["a", "b"]), lambda t: {"a", "b"} <= set(t.tags)),
-    (_filter(due_after=NOW), lambda t: t.due_at is not None and t.due_at >= NOW),
-    (_filter(due_before=NOW), lambda t: t.due_at is not None and t.due_at < NOW),
-    (_filter(overdue=True), lambda t: not t.completed and t.due_at is not None and t.due_at < NOW),
-    (_filter(overdue=False), lambda t: t.completed or t.due_at is None or t.due_at >= NOW),
-    (_filter(q="MILK"), lambda t: "milk" in (t.title + " " + t.description).lower()),
-    (_filter(q="50%"), lambda t: "50%" in t.title),
-    (_filter(q="r_s"), lambda t: "r_s" in t.title),
-    (_filter(q="%"), lambda t: "%" in t.title),
+    (queries.make_filter(completed=True), lambda t: t.completed),
+    (queries.make_filter(completed=False), lambda t: not t.completed),
+    (queries.make_filter(priorities=[P.HIGH, P.LOW]), lambda t: t.priority in (P.HIGH, P.LOW)),
+    (queries.make_filter(category="home"), lambda t: t.category == "home"),
+    (queries.make_filter(category=""), lambda t: t.category == ""),
+    (queries.make_filter(tags=["A"]), lambda t: "a" in t.tags),
+    (queries.make_filter(tags=["a", "b"]), lambda t: {"a", "b"} <= set(t.tags)),
+    (queries.make_filter(due_after=NOW), lambda t: t.due_at is not None and t.due_at >= NOW),
+    (queries.make_filter(due_before=NOW), lambda t: t.due_at is not None and t.due_at < NOW),
     (
-        _filter(completed=False, category="work", tags=["a"]),
+        queries.make_filter(overdue=True),
+        lambda t: not t.completed and t.due_at is not None and t.due_at < NOW,
+    ),
+    (
+        queries.make_filter(overdue=False),
+        lambda t: t.completed or t.due_at is None or t.due_at >= NOW,
+    ),
+    (queries.make_filter(q="MILK"), lambda t: "milk" in (t.title + " " + t.description).lower()),
+    (queries.make_filter(q="50%"), lambda t: "50%" in t.title),
+    (queries.make_filter(q="r_s"), lambda t: "r_s" in t.title),
+    (queries.make_filter(q="%"), lambda t: "%" in t.title),
+    (
+        queries.make_filter(completed=False, category="work", tags=["a"]),
         lambda t: not t.completed and t.category == "work" and "a" in t.tags,
     ),
 ]
@@ -224,7 +216,7 @@ async def test_stats_count_in_the_users_time_zone(
         c: sum(t.category == c for t in dataset) for c in ("", "home", "work")
     }
     assert stats.completed_per_day == ((today, sum(t.completed for t in dataset)),)
-    filtered = await tasks_repo.stats(user.id, _filter(category="home"))
+    filtered = await tasks_repo.stats(user.id, queries.make_filter(category="home"))
     assert filtered.total == sum(t.category == "home" for t in dataset)
 
 

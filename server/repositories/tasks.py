@@ -17,7 +17,7 @@ COLUMNS = (
     "id, user_id, title, description, completed, completed_at, priority, due_at, remind_at,"
     " category, tags, created_at, updated_at, version"
 )
-"""The columns every statement returns, in the order `_to_task` reads them."""
+"""The columns every statement returns, in the order `to_task` reads them."""
 _COLUMN_NAMES = COLUMNS.split(", ")
 
 INSERT = f"""
@@ -49,7 +49,7 @@ ORDER BY {outer_order}
 _ESTIMATE = "EXPLAIN (FORMAT JSON) SELECT FROM tasks WHERE {where}"
 """The planner's estimate of the matches, for counts beyond COUNT_CAP."""
 
-COUNT_CAP = 10_000
+COUNT_CAP = 1_000
 """Up to this many matches, total_size is exact; beyond it, the planner's estimate."""
 
 _NEXT_PAGE = """

@@ -285,21 +285,25 @@ def main() -> None:
     parser.add_argument("--stream-tasks", type=int, default=1_000_000)
     parser.add_argument("--batch-runs", type=int, default=30)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--only", choices=["capacity", "latency", "batch", "streaming"], help="run one part"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="todo-streams-") as tmp:
         settings = Settings(database_url=os.environ.get("DATABASE_URL"), data_dir=Path(tmp))
         with database.open_database(settings) as url:
-            stack = Stack(
-                args.workers, Path(tmp), "WARNING", {"DATABASE_URL": url, "TODO_BCRYPT_ROUNDS": "4"}
-            )
+            env = {"DATABASE_URL": url, "TODO_BCRYPT_ROUNDS": "4"}
+            stack = Stack(args.workers, Path(tmp), "INFO", env)  # INFO: the access log times calls
             try:
                 rows: list[str] = []
                 for label, job in (
-                    ("watch capacity", lambda: capacity(stack, args.idle)),
-                    ("watch latency", lambda: latency(stack, args.watchers, args.writes)),
-                    ("batchCreate", lambda: batch_create(stack, args.batch_runs)),
+                    ("capacity", lambda: capacity(stack, args.idle)),
+                    ("latency", lambda: latency(stack, args.watchers, args.writes)),
+                    ("batch", lambda: batch_create(stack, args.batch_runs)),
                     ("streaming", lambda: streaming(stack, url, args.stream_tasks)),
                 ):
+                    if args.only not in (None, label):
+                        continue
                     print(f"==> {label}", flush=True)
                     rows += asyncio.run(job())
             finally:

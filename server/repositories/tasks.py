@@ -38,13 +38,21 @@ RETURNING {COLUMNS}, 5 AS event_type
 
 _FIRST_PAGE = """
 SELECT c.total, p.*
-FROM (SELECT count(*) FROM (SELECT FROM tasks WHERE {where} LIMIT %(count_cap)s) AS m) AS c (total)
+FROM (
+    SELECT count(*) FROM (
+        SELECT FROM tasks WHERE {where} ORDER BY {order} LIMIT %(count_cap)s
+    ) AS m
+) AS c (total)
 LEFT JOIN (
     SELECT {columns}, {sorts} FROM tasks WHERE {where} ORDER BY {order} LIMIT %(limit)s
 ) AS p ON true
 ORDER BY {outer_order}
 """
-"""A page and its match count (up to COUNT_CAP) in one round trip (one row even if empty)."""
+"""A page and its match count (up to COUNT_CAP) in one round trip (one row even if empty).
+
+The count walks the page's own order, so it uses the listing's index (and stops at the
+cap) rather than scanning other users' rows.
+"""
 
 _ESTIMATE = "EXPLAIN (FORMAT JSON) SELECT FROM tasks WHERE {where}"
 """The planner's estimate of the matches, for counts beyond COUNT_CAP."""

@@ -106,6 +106,10 @@ _UPDATE_ORDER = (
 )
 
 
+_PRIORITIES = {p.value: p for p in domain.Priority}
+"""Stored priority -> enum, a dict lookup (Priority(n) is slow on hot paths)."""
+
+
 def to_task(row: tuple[Any, ...]) -> domain.Task:
     """A row that starts with COLUMNS as a domain.Task."""
     return domain.Task(
@@ -115,7 +119,7 @@ def to_task(row: tuple[Any, ...]) -> domain.Task:
         description=row[3],
         completed=row[4],
         completed_at=row[5],
-        priority=domain.Priority(row[6]),
+        priority=_PRIORITIES[row[6]],
         due_at=row[7],
         remind_at=row[8],
         category=row[9],

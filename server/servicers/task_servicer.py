@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
 from todo.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 
 from server import domain
 from server.auth import principal
-from server.servicers import converters
+from server.servicers import converters, ndjson
 from server.services import batches, streams, tasks
 from server.services.page_tokens import PageTokens, ResumeTokens
 from server.services.ports import ChangeFeed, UnitOfWork
 
 Context = Any
+NDJSON = "application/json"
+"""The content type of `tasks:stream` (one JSON object per line), as API.md's examples expect."""
 
 
 def _batch_response(written: list[domain.Task]) -> task_service_pb2.BatchTasksResponse:
@@ -43,12 +46,22 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
 
     async def StreamTasks(
         self, request: task_service_pb2.StreamTasksRequest, context: Context
-    ) -> AsyncIterator[task_pb2.Task]:
-        """Every matching task, one message each."""
+    ) -> AsyncIterator[task_service_pb2.StreamTasksResponse]:
+        """Every matching task, in chunks."""
         query = converters.task_query(request)
-        stream = streams.stream_tasks(self._uow, principal.current(), request.user_id, query)
-        async for task in stream:
-            yield converters.task_to_proto(task)
+        chunks = streams.stream_task_chunks(self._uow, principal.current(), request.user_id, query)
+        async for chunk in chunks:
+            tasks = [converters.task_to_proto(task) for task in chunk]
+            yield task_service_pb2.StreamTasksResponse(tasks=tasks)
+
+    async def StreamTasksNdjson(
+        self, request: task_service_pb2.StreamTasksRequest, context: Context
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        """Every matching task as NDJSON, many lines per message (REST `tasks:stream`)."""
+        query = converters.task_query(request)
+        chunks = streams.stream_task_chunks(self._uow, principal.current(), request.user_id, query)
+        async for chunk in chunks:
+            yield httpbody_pb2.HttpBody(content_type=NDJSON, data=ndjson.lines(chunk))
 
     async def WatchTasks(
         self, request: task_service_pb2.WatchTasksRequest, context: Context

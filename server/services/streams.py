@@ -8,7 +8,7 @@ Neither holds a database connection between reads.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from server import domain, errors
 from server.services import access
@@ -21,20 +21,20 @@ WATCH_BATCH = 500
 """Changes read per query while catching up."""
 
 
-async def stream_tasks(
+async def stream_task_chunks(
     uow: Callable[[], UnitOfWork],
     principal: domain.Principal,
     user_id: str,
     query: domain.TaskQuery,
-) -> AsyncIterator[domain.Task]:
-    """Every matching task in the query's order, read in keyset chunks."""
+) -> AsyncIterator[Sequence[domain.Task]]:
+    """Every matching task in the query's order, in keyset chunks of up to STREAM_CHUNK."""
     owner = access.owner_id(principal, user_id)
     cursor: domain.PageCursor | None = None
     while True:
         async with uow().read_only() as reader:
             page = await reader.tasks.list_page(owner, query, STREAM_CHUNK, cursor, count=False)
-        for task in page.tasks:
-            yield task
+        if page.tasks:
+            yield page.tasks
         if page.next_cursor is None:
             return
         cursor = page.next_cursor

@@ -51,19 +51,24 @@ def test_stream_errors_come_before_the_first_line(
     )
 
 
-def test_grpc_stream_has_no_page_limit(
+def test_streams_have_no_page_limit(
     channel: grpc.Channel, http: httpx.Client, alice: Account
 ) -> None:
-    for i in range(60):
-        _create(http, alice, f"t{i:02}")
-    stub = task_service_pb2_grpc.TaskServiceStub(channel)
-    got = list(
-        stub.StreamTasks(
-            task_service_pb2.StreamTasksRequest(user_id="me", order_by="title"),
-            metadata=alice.metadata,
+    titles = [f"t{i:04}" for i in range(1200)]  # more than two chunks of 500
+    for start in range(0, len(titles), 500):
+        body = {"tasks": [{"title": t} for t in titles[start : start + 500]]}
+        assert (
+            http.post(f"{TASKS}:batchCreate", json=body, headers=alice.headers).status_code == 201
         )
-    )
-    assert [t.title for t in got] == [f"t{i:02}" for i in range(60)]
+    stub = task_service_pb2_grpc.TaskServiceStub(channel)
+    request = task_service_pb2.StreamTasksRequest(user_id="me", order_by="title")
+    chunks = list(stub.StreamTasks(request, metadata=alice.metadata))
+    assert len(chunks) == 3 and all(chunk.tasks for chunk in chunks)
+    assert [t.title for chunk in chunks for t in chunk.tasks] == titles
+    params = {"order_by": "title desc"}
+    with http.stream("GET", f"{TASKS}:stream", params=params, headers=alice.headers) as r:
+        lines = [json.loads(line)["title"] for line in r.iter_lines() if line.strip()]
+    assert lines == titles[::-1]
 
 
 class Watcher:

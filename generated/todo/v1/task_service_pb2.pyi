@@ -1,6 +1,7 @@
 import datetime
 
 from google.api import annotations_pb2 as _annotations_pb2
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
@@ -75,6 +76,12 @@ class StreamTasksRequest(_message.Message):
     q: str
     order_by: str
     def __init__(self, user_id: _Optional[str] = ..., completed: _Optional[bool] = ..., priority: _Optional[_Iterable[_Union[_task_pb2.Priority, str]]] = ..., category: _Optional[str] = ..., tag: _Optional[_Iterable[str]] = ..., due_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overdue: _Optional[bool] = ..., q: _Optional[str] = ..., order_by: _Optional[str] = ...) -> None: ...
+
+class StreamTasksResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[_task_pb2.Task, _Mapping]]] = ...) -> None: ...
 
 class WatchTasksRequest(_message.Message):
     __slots__ = ("user_id", "resume_token")

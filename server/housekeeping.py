@@ -32,7 +32,7 @@ async def run(uow: Callable[[], UnitOfWork], settings: Settings) -> None:
 async def prune_once(uow: Callable[[], UnitOfWork], settings: Settings) -> None:
     """Delete expired task changes and request ids; log and carry on if the database is down."""
     try:
-        async with uow().read_only() as reader:
+        async with uow().autocommit() as reader:
             changes = await reader.changes.prune(settings.change_retention_s)
             request_ids = await reader.idempotency.prune(REQUEST_ID_RETENTION_S)
     except errors.Unavailable:

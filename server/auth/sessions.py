@@ -30,5 +30,5 @@ class DatabaseSessionCheck:
 
     async def is_active(self, session_id: uuid.UUID) -> bool:
         """Whether the session exists, is not revoked and has not expired."""
-        async with self._uow().read_only() as reader:
+        async with self._uow().autocommit() as reader:
             return await reader.sessions.is_active(session_id)

@@ -7,8 +7,8 @@
         await uow.commit()
     # leaving rolls back whatever was not committed and returns the connection
 
-    async with uow.read_only() as repos: # an autocommit connection, no transaction
-        task = await repos.tasks.get(...)
+    async with uow.autocommit() as repos:  # no transaction: each statement commits alone
+        task = await repos.tasks.get(...)   # (reads, and writes that are one statement)
 
 The transaction starts with the first statement (psycopg sends BEGIN then), so a
 block that runs no statement costs no round trip, and statements after
@@ -87,9 +87,9 @@ class UnitOfWork:
         with executor.database_errors():
             await self._bound().commit()
 
-    def read_only(self) -> ReadOnly:
+    def autocommit(self) -> Autocommit:
         """A context giving this unit's repositories on an autocommit connection."""
-        return ReadOnly(self)
+        return Autocommit(self)
 
     async def _acquire(self) -> executor.Connection:
         if self._connection is not None:
@@ -120,8 +120,8 @@ class UnitOfWork:
         return self._connection
 
 
-class ReadOnly:
-    """`async with uow.read_only() as repos:`: the repositories without a transaction."""
+class Autocommit:
+    """`async with uow.autocommit() as repos:`: the repositories without a transaction."""
 
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow

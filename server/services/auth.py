@@ -63,7 +63,7 @@ async def login(
     email = email.strip().lower()
     await throttle.check(uow, client_address, account=f"email:{email}")
     normalized = _normalized_or_none(password)
-    async with uow.read_only() as reader:
+    async with uow.autocommit() as reader:
         credentials = await reader.users.get_credentials(email)
     stored = credentials.password_hash if credentials else None
     ok = await hasher.verify(normalized or password, stored)

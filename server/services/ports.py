@@ -252,9 +252,11 @@ class UnitOfWork(Protocol):
     """One use case's access to storage.
 
     `async with uow:` opens a transaction; `await uow.commit()` commits it and
-    leaving the block rolls back whatever was not committed. `uow.read_only()`
-    gives the same repositories on an autocommit connection for use cases that
-    only read.
+    leaving the block rolls back whatever was not committed. `uow.autocommit()`
+    gives the same repositories on an autocommit connection, for use cases
+    whose every statement stands alone: reads, and writes made of one
+    statement (atomic by itself), which then cost one round trip instead of
+    three (BEGIN, statement, COMMIT).
     """
 
     users: UsersRepository
@@ -278,13 +280,13 @@ class UnitOfWork(Protocol):
         """Commit the transaction opened by `async with`."""
         ...
 
-    def read_only(self) -> ReadOnly:
-        """A context for single-statement reads, without a transaction."""
+    def autocommit(self) -> Autocommit:
+        """A context without an explicit transaction: each statement commits alone."""
         ...
 
 
-class ReadOnly(Protocol):
-    """`async with uow.read_only() as repos:` for reads."""
+class Autocommit(Protocol):
+    """`async with uow.autocommit() as repos:`: each statement is its own transaction."""
 
     async def __aenter__(self) -> UnitOfWork: ...
 

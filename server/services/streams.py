@@ -31,7 +31,7 @@ async def stream_task_chunks(
     owner = access.owner_id(principal, user_id)
     cursor: domain.PageCursor | None = None
     while True:
-        async with uow().read_only() as reader:
+        async with uow().autocommit() as reader:
             page = await reader.tasks.list_page(owner, query, STREAM_CHUNK, cursor, count=False)
         if page.tasks:
             yield page.tasks
@@ -62,7 +62,7 @@ async def watch_tasks(
         yield None, last  # the stream is live; the client holds a resume token from now on
         while True:
             subscription.reset()
-            async with uow().read_only() as reader:
+            async with uow().autocommit() as reader:
                 changes = await reader.changes.read(owner, last, WATCH_BATCH)
             for change in changes:
                 yield change, change.seq
@@ -78,7 +78,7 @@ async def watch_tasks(
 
 
 async def _starting_seq(uow: Callable[[], UnitOfWork], owner: uuid.UUID, after: int | None) -> int:
-    async with uow().read_only() as reader:
+    async with uow().autocommit() as reader:
         bounds = await reader.changes.bounds(owner)
     if bounds is None:
         raise errors.NotFound("user not found", reason="USER_NOT_FOUND")

@@ -27,10 +27,8 @@ async def create_task(
     """Add a task for the caller."""
     owner = access.owner_id(principal, user_id)
     fields = validation.task_fields(fields)
-    async with uow:
-        task = await uow.tasks.add(owner, fields)
-        await uow.commit()
-    return task
+    async with uow.autocommit() as writer:  # one atomic statement: no BEGIN/COMMIT trips
+        return await writer.tasks.add(owner, fields)
 
 
 async def get_task(
@@ -39,7 +37,7 @@ async def get_task(
     """One of the caller's tasks."""
     owner = access.owner_id(principal, user_id)
     tid = access.task_id(task_id)
-    async with uow.read_only() as reader:
+    async with uow.autocommit() as reader:
         task = await reader.tasks.get(owner, tid)
     if task is None:
         raise access.task_not_found()
@@ -60,7 +58,7 @@ async def list_tasks(
     size = page_size_or_default(page_size)
     fingerprint = query.fingerprint()
     cursor = page_tokens.decode(owner, fingerprint, page_token) if page_token else None
-    async with uow.read_only() as reader:
+    async with uow.autocommit() as reader:
         page = await reader.tasks.list_page(owner, query, size, cursor)
     next_token = (
         page_tokens.encode(owner, fingerprint, page.next_cursor) if page.next_cursor else ""
@@ -73,7 +71,7 @@ async def get_stats(
 ) -> domain.TaskStats:
     """Counts over the caller's matching tasks."""
     owner = access.owner_id(principal, user_id)
-    async with uow.read_only() as reader:
+    async with uow.autocommit() as reader:
         return await reader.tasks.stats(owner, task_filter)
 
 
@@ -82,7 +80,7 @@ async def list_tags(
 ) -> list[tuple[str, int]]:
     """The caller's tags in use, by name, with their task counts."""
     owner = access.owner_id(principal, user_id)
-    async with uow.read_only() as reader:
+    async with uow.autocommit() as reader:
         return await reader.tasks.tags(owner)
 
 
@@ -97,7 +95,7 @@ async def list_reminders(
             errors.FieldViolation("window", "must be more than 0s and at most 366 days"),
             reason="INVALID_WINDOW",
         )
-    async with uow.read_only() as reader:
+    async with uow.autocommit() as reader:
         return await reader.tasks.reminders(owner, window, MAX_REMINDERS)
 
 
@@ -123,15 +121,16 @@ async def update_task(
     tid = access.task_id(task_id)
     fields = validation.task_fields(patch.fields, patch.present)
     version = version_from_etag(etag)
-    async with uow:
-        task = await uow.tasks.update(owner, tid, domain.TaskPatch(fields, patch.present), version)
+    async with uow.autocommit() as writer:  # one atomic statement; the lookup only explains
+        task = await writer.tasks.update(
+            owner, tid, domain.TaskPatch(fields, patch.present), version
+        )
         if task is None:
-            if version is not None and await uow.tasks.get(owner, tid) is not None:
+            if version is not None and await writer.tasks.get(owner, tid) is not None:
                 raise errors.Aborted(
                     "the task has changed since you read it (stale etag)", reason="ETAG_MISMATCH"
                 )
             raise access.task_not_found()
-        await uow.commit()
     return task
 
 
@@ -151,10 +150,9 @@ async def delete_task(
     """Delete one of the caller's tasks."""
     owner = access.owner_id(principal, user_id)
     tid = access.task_id(task_id)
-    async with uow:
-        if not await uow.tasks.delete(owner, tid):
+    async with uow.autocommit() as writer:  # one atomic statement
+        if not await writer.tasks.delete(owner, tid):
             raise access.task_not_found()
-        await uow.commit()
 
 
 def version_from_etag(etag: str | None, field: str = "etag") -> int | None:

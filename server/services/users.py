@@ -18,7 +18,7 @@ from server.services.throttle import Throttle
 async def get_user(uow: UnitOfWork, principal: domain.Principal, user_id: str) -> domain.User:
     """The caller's own account."""
     owner = access.owner_id(principal, user_id)
-    async with uow.read_only() as reader:
+    async with uow.autocommit() as reader:
         user = await reader.users.get(owner)
     if user is None:
         raise _user_not_found()
@@ -62,7 +62,7 @@ async def change_password(
     owner = access.owner_id(principal, user_id)
     new_normalized = _check_password_fields(current_password, new_password)
     await throttle.check(uow, client_address, account=f"user:{owner}")
-    async with uow.read_only() as reader:
+    async with uow.autocommit() as reader:
         stored = await reader.users.get_password_hash(owner)
     if stored is None:
         raise _user_not_found()

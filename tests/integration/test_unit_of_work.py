@@ -18,7 +18,7 @@ def _email() -> str:
 
 
 async def _find(pool: db_pool.Pool, email: str) -> domain.Credentials | None:
-    async with UnitOfWork(pool).read_only() as reader:
+    async with UnitOfWork(pool).autocommit() as reader:
         return await reader.users.get_credentials(email)
 
 
@@ -66,7 +66,7 @@ async def test_work_after_commit_needs_another_commit(
         await uow.commit()
         dropped = await uow.tasks.add(committed_user.id, domain.TaskFields(title="dropped"))
 
-    async with UnitOfWork(pool).read_only() as reader:
+    async with UnitOfWork(pool).autocommit() as reader:
         assert await reader.tasks.get(committed_user.id, kept.id) == kept
         assert await reader.tasks.get(committed_user.id, dropped.id) is None
 
@@ -74,11 +74,11 @@ async def test_work_after_commit_needs_another_commit(
 async def test_read_only_reads_without_a_transaction(
     committed_user: domain.User, pool: db_pool.Pool
 ) -> None:
-    async with UnitOfWork(pool).read_only() as reader:
+    async with UnitOfWork(pool).autocommit() as reader:
         assert await reader.users.get(committed_user.id) == committed_user
         task = await reader.tasks.add(committed_user.id, domain.TaskFields(title="autocommit"))
 
-    async with UnitOfWork(pool).read_only() as reader:
+    async with UnitOfWork(pool).autocommit() as reader:
         assert await reader.tasks.get(committed_user.id, task.id) == task
 
 
@@ -106,7 +106,7 @@ async def test_a_unit_of_work_is_not_reentrant(pool: db_pool.Pool) -> None:
     uow = UnitOfWork(pool)
     async with uow:
         with pytest.raises(RuntimeError, match="in use"):
-            async with uow.read_only():
+            async with uow.autocommit():
                 pass
     with pytest.raises(RuntimeError, match="async with"):
         await uow.commit()
@@ -130,7 +130,7 @@ async def test_unreachable_database_is_unavailable() -> None:
 
 
 async def test_a_lost_connection_is_unavailable(pool: db_pool.Pool, database_url: str) -> None:
-    async with UnitOfWork(pool).read_only() as reader:
+    async with UnitOfWork(pool).autocommit() as reader:
         backend = await _backend_pid(reader)
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
             await admin.execute("SELECT pg_terminate_backend(%s)", (backend,))

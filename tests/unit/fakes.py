@@ -366,5 +366,5 @@ class FakeUnitOfWork:
         self.committed = True
         self.store.commits += 1
 
-    def read_only(self) -> FakeUnitOfWork:
+    def autocommit(self) -> FakeUnitOfWork:
         return self

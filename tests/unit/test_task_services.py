@@ -15,14 +15,14 @@ def fields(**overrides: object) -> domain.TaskFields:
     return domain.TaskFields(**{"title": "Buy milk", **overrides})  # type: ignore[arg-type]
 
 
-async def test_create_normalises_and_commits(uow, store: FakeStore, alice) -> None:
+async def test_create_normalises_and_stores(uow, store: FakeStore, alice) -> None:
     task = await tasks.create_task(
         uow(), alice, "me", fields(title="  Buy milk ", tags=("Home", "home ", "errand"))
     )
     assert task.title == "Buy milk"
     assert task.tags == ("errand", "home")
     assert task.user_id == alice.user_id
-    assert store.commits == 1
+    assert store.tasks.rows[task.id] == task
 
 
 @pytest.mark.parametrize(

@@ -100,10 +100,11 @@ async def create_server(
     stack.push_async_callback(listener.stop)
     _background(stack, _close_when(stopping, feed) if stopping else None)
     _background(stack, housekeeping.run(uow, settings))
+    tokens = TokenCodec(settings)
     server = grpc.aio.server(
-        interceptors=_interceptors(settings, revocations), options=SERVER_OPTIONS
+        interceptors=_interceptors(settings, tokens, revocations), options=SERVER_OPTIONS
     )
-    _add_servicers(server, settings, uow, feed)
+    _add_servicers(server, settings, tokens, uow, feed)
     await _add_health(server, stack, functools.partial(ping, pool))
     if settings.reflection_enabled:
         names = [*SERVICE_NAMES, "grpc.health.v1.Health", reflection.SERVICE_NAME]
@@ -113,13 +114,13 @@ async def create_server(
 
 
 def _interceptors(
-    settings: Settings, sessions: SessionRevocations
+    settings: Settings, tokens: TokenCodec, sessions: SessionRevocations
 ) -> list[grpc.aio.ServerInterceptor]:
     """The interceptors in the order of the module docstring."""
     interceptors: list[grpc.aio.ServerInterceptor] = [
         AccessLogInterceptor(),
         ErrorInterceptor(),
-        AuthInterceptor(TokenCodec(settings), sessions),
+        AuthInterceptor(tokens, sessions),
     ]
     if settings.user_rate_limit > 0:
         interceptors.append(
@@ -133,10 +134,10 @@ def _interceptors(
 def _add_servicers(
     server: grpc.aio.Server,
     settings: Settings,
+    tokens: TokenCodec,
     uow: Callable[[], UnitOfWorkPort],
     feed: ChangeFeed,
 ) -> None:
-    tokens = TokenCodec(settings)
     hasher = PasswordHasher(settings.bcrypt_rounds)
     throttle = Throttle(Limits.from_settings(settings))
     auth_pb2_grpc.add_AuthServiceServicer_to_server(

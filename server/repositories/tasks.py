@@ -20,21 +20,23 @@ COLUMNS = (
 """The columns every statement returns, in the order `to_task` reads them."""
 _COLUMN_NAMES = COLUMNS.split(", ")
 
-INSERT = f"""
+INSERT = changes.with_changes(f"""
 INSERT INTO tasks (user_id, title, description, completed, completed_at, priority, due_at,
                    remind_at, category, tags)
 VALUES (%(user_id)s, %(title)s, %(description)s, %(completed)s,
         CASE WHEN %(completed)s THEN now() END, %(priority)s, %(due_at)s,
         %(remind_at)s, %(category)s, %(tags)s::text[])
 RETURNING {COLUMNS}, 1 AS event_type
-"""
+""")
+"""Insert one task, recording its CREATED change (built once, at import)."""
 
 SELECT_ONE = f"SELECT {COLUMNS} FROM tasks WHERE user_id = %s AND id = %s"
 
-DELETE = f"""
+DELETE = changes.with_changes(f"""
 DELETE FROM tasks WHERE user_id = %(user_id)s AND id = %(id)s
 RETURNING {COLUMNS}, 5 AS event_type
-"""
+""")
+"""Delete one task, recording its DELETED change."""
 
 _FIRST_PAGE = """
 SELECT c.total, p.*
@@ -192,9 +194,7 @@ class PgTasksRepository:
 
     async def add(self, user_id: uuid.UUID, fields: domain.TaskFields) -> domain.Task:
         """Insert a task and return it as stored (completed_at is now if completed)."""
-        row = await self._db.fetch_one(
-            changes.with_changes(INSERT), {"user_id": user_id, **_field_params(fields)}
-        )
+        row = await self._db.fetch_one(INSERT, {"user_id": user_id, **_field_params(fields)})
         if row is None:  # pragma: no cover - INSERT ... RETURNING always returns the row
             raise RuntimeError("INSERT returned no row")
         return to_task(row)
@@ -295,7 +295,5 @@ class PgTasksRepository:
 
     async def delete(self, user_id: uuid.UUID, task_id: uuid.UUID) -> bool:
         """Delete the user's task; False if the user has no such task."""
-        rows = await self._db.fetch_all(
-            changes.with_changes(DELETE), {"user_id": user_id, "id": task_id}
-        )
+        rows = await self._db.fetch_all(DELETE, {"user_id": user_id, "id": task_id})
         return len(rows) == 1

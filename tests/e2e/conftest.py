@@ -6,6 +6,7 @@ ports, exactly as `make run` starts it, and is stopped with SIGTERM at the end.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -53,13 +54,53 @@ def _free_ports(count: int) -> int:
     raise RuntimeError("no free ports")
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+@contextlib.contextmanager
+def running_stack(
+    data: Path, database_url: str, env: dict[str, str], healthy: Callable[[int], bool]
+) -> Iterator[int]:
+    """Run `python -m server` with WORKERS processes on free ports until the block ends.
+
+    Yields the base port: workers listen on base..base+WORKERS-1, Envoy on base+WORKERS.
+    `healthy(base)` is polled until it is True (or the stack exits, or 90 s pass).
+    """
+    base = _free_ports(WORKERS + 2)
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}:{REPO / 'generated'}",
+        "DATABASE_URL": database_url,
+        "TODO_DATA_DIR": str(data),
+        "TODO_WORKERS": str(WORKERS),
+        "TODO_GRPC_PORT": str(base),
+        "TODO_ENVOY_PORT": str(base + WORKERS),
+        "TODO_ENVOY_ADMIN_PORT": str(base + WORKERS + 1),
+        "TODO_BCRYPT_ROUNDS": "4",
+        "TODO_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    log = data / "stack.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server"], cwd=REPO, env=full_env, stdout=out, stderr=out
+        )
+    try:
+        _wait(lambda: healthy(base), process, log)
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait(healthy: Callable[[], bool], process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"stack exited early:\n{log.read_text()[-4000:]}")
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if healthy():
                 return
         except httpx.HTTPError:
             pass
@@ -70,19 +111,8 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None
 @pytest.fixture(scope="session")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data = tmp_path_factory.mktemp("stack")
-    base = _free_ports(WORKERS + 2)
     env = {
-        **os.environ,
-        "PYTHONPATH": f"{REPO}:{REPO / 'generated'}",
-        "DATABASE_URL": database_url,
-        "TODO_DATA_DIR": str(data),
-        "TODO_WORKERS": str(WORKERS),
-        "TODO_GRPC_PORT": str(base),
-        "TODO_ENVOY_PORT": str(base + WORKERS),
-        "TODO_ENVOY_ADMIN_PORT": str(base + WORKERS + 1),
-        "TODO_BCRYPT_ROUNDS": "4",
         "TODO_ACCESS_TOKEN_TTL_S": "600",
-        "TODO_LOG_LEVEL": "WARNING",
         "TODO_WATCH_HEARTBEAT_S": "1",
         "TODO_JWT_PREVIOUS_SECRET": PREVIOUS_JWT_SECRET,
         "TODO_CORS_ORIGINS": ALLOWED_ORIGIN,
@@ -94,27 +124,18 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "TODO_THROTTLE_PER_ACCOUNT_ADDRESS": "1000",
         "TODO_THROTTLE_PER_ACCOUNT": "1000",
     }
-    log = data / "stack.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server"], cwd=REPO, env=env, stdout=out, stderr=out
-        )
-    rest = f"http://127.0.0.1:{base + WORKERS}"
-    try:
-        _wait_healthy(f"{rest}/healthz", process, log)
+
+    def healthy(base: int) -> bool:
+        url = f"http://127.0.0.1:{base + WORKERS}/healthz"
+        return httpx.get(url, timeout=1).status_code == 200
+
+    with running_stack(data, database_url, env, healthy) as base:
         yield Stack(
-            rest=rest,
+            rest=f"http://127.0.0.1:{base + WORKERS}",
             grpc_target=f"127.0.0.1:{base + WORKERS}",
             worker_targets=[f"127.0.0.1:{base + i}" for i in range(WORKERS)],
-            log=log,
+            log=data / "stack.log",
         )
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclasses.dataclass

@@ -10,11 +10,8 @@ reports as the client address, so the tests do not share per-address buckets.
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
 import ssl
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from todo.v1 import auth_pb2, auth_pb2_grpc, user_pb2, user_pb2_grpc
 
-from tests.e2e.conftest import REPO, WORKERS, _free_ports
+from tests.e2e.conftest import WORKERS, running_stack
 from tests.e2e.helpers import ERROR_INFO, assert_error
 
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -66,18 +63,7 @@ def _certificate(folder: Path) -> tuple[Path, Path]:
 def hardened(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hardened]:
     data = tmp_path_factory.mktemp("hardened")
     cert, key = _certificate(data)
-    base = _free_ports(WORKERS + 2)
     env = {
-        **os.environ,
-        "PYTHONPATH": f"{REPO}:{REPO / 'generated'}",
-        "DATABASE_URL": database_url,
-        "TODO_DATA_DIR": str(data),
-        "TODO_WORKERS": str(WORKERS),
-        "TODO_GRPC_PORT": str(base),
-        "TODO_ENVOY_PORT": str(base + WORKERS),
-        "TODO_ENVOY_ADMIN_PORT": str(base + WORKERS + 1),
-        "TODO_BCRYPT_ROUNDS": "4",
-        "TODO_LOG_LEVEL": "WARNING",
         "TODO_TLS_CERT_FILE": str(cert),
         "TODO_TLS_KEY_FILE": str(key),
         "TODO_USER_RATE_LIMIT": "120",
@@ -87,37 +73,16 @@ def hardened(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "TODO_THROTTLE_PER_ACCOUNT_ADDRESS": "2",
         "TODO_THROTTLE_PER_ACCOUNT": "4",
     }
-    log = data / "stack.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server"], cwd=REPO, env=env, stdout=out, stderr=out
-        )
-    stack = Hardened(f"https://127.0.0.1:{base + WORKERS}", f"127.0.0.1:{base + WORKERS}", cert)
-    try:
-        _wait_healthy(stack, process, log)
-        yield stack
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
+    def stack_at(base: int) -> Hardened:
+        return Hardened(f"https://127.0.0.1:{base + WORKERS}", f"127.0.0.1:{base + WORKERS}", cert)
 
-def _wait_healthy(stack: Hardened, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    with stack.client("127.0.0.1") as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"stack exited early:\n{log.read_text()[-4000:]}")
-            try:
-                if client.get("/healthz").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-    raise RuntimeError(f"stack not healthy in time:\n{log.read_text()[-4000:]}")
+    def healthy(base: int) -> bool:
+        with stack_at(base).client("127.0.0.1") as client:
+            return client.get("/healthz").status_code == 200
+
+    with running_stack(data, database_url, env, healthy) as base:
+        yield stack_at(base)
 
 
 def _register(client: httpx.Client) -> str:

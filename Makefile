@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
 PROTOS := $(wildcard protos/todo/v1/*.proto)
 
 .PHONY: help venv run test test-unit test-integration test-e2e generate check-generated lint \
-        buf-lint migrate bench bench-streams bench-scale clean
+        buf-lint migrate bench bench-streams bench-scale clean system-deps
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 venv: $(STAMP)  ## Create the virtualenv with every dependency
+
+system-deps:  ## Install the Debian packages tests and benchmarks drive (chromium, prometheus, wrk, ...)
+	@.ci/system-deps
 
 $(BUF):
 	@echo "==> installing buf $(BUF_VERSION) from npm into $(TOOLS)/"

@@ -55,6 +55,8 @@ class _Call:
         self.call = context.CallContext(
             request_id or context.new_request_id(), method, trace_id, span_id
         )
+        if self.span is not None:
+            self.span[0].set_attribute("request_id", self.call.request_id)
         self.token = context.bind(self.call)
         self.children = metrics.rpc_children(method)
         self.started = time.perf_counter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import psutil
 import pytest
 from todo.v1 import task_service_pb2, task_service_pb2_grpc
 
+from server import edge
 from server.config import Settings
 from server.observability import exposition
 from tests.e2e.conftest import WORKERS, Account, register_and_login, running_stack
@@ -545,3 +547,49 @@ def _listening(port: int) -> psutil.Process:
         if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
             return psutil.Process(conn.pid)
     raise AssertionError(f"nothing listens on {port}")
+
+
+# --- Envoy's own 5xx answers carry a response flag ---------------------------------------
+
+
+def test_envoy_own_5xx_has_a_response_flag(tmp_path: Path) -> None:
+    ports = [free_port() for _ in range(3)]  # no server listens on ports[0]
+    settings = Settings(
+        data_dir=tmp_path,
+        workers=1,
+        grpc_port=ports[0],
+        envoy_port=ports[1],
+        envoy_admin_port=ports[2],
+        metrics_port=0,
+    )
+    config = edge.write_envoy_config(settings)
+    log = (tmp_path / "envoy.log").open("wb")
+    envoy = subprocess.Popen(
+        edge.envoy_command(config, base_id=ports[1]), stdout=log, stderr=log, start_new_session=True
+    )
+    try:
+        url = f"http://127.0.0.1:{ports[1]}/api/v1/users/me/tasks"
+
+        def answered() -> httpx.Response | None:
+            try:
+                return httpx.get(url, timeout=2)
+            except httpx.HTTPError:
+                return None
+
+        response = eventually(answered, 30, "Envoy up")
+        assert response.status_code == 503
+        request_id = response.headers["x-request-id"]
+        line = eventually(
+            lambda: [
+                ln
+                for ln in json_lines(tmp_path / "envoy-access.log")
+                if ln.get("request_id") == request_id
+            ],
+            what="the 503's access line",
+        )[0]
+        assert line["status"] == 503 and line["response_flags"] in ("UH", "UF", "URX", "UF,URX")
+        assert line["upstream_host"] in (None, f"127.0.0.1:{ports[0]}")
+    finally:
+        envoy.terminate()
+        envoy.wait(15)
+        log.close()

@@ -31,7 +31,7 @@ from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from stack import Stack, free_base
+from stack import Stack
 from throughput import check_grpc, grpc_frame, run_h2load, run_wrk, setup
 from todo.v1 import task_service_pb2
 
@@ -69,12 +69,11 @@ def main() -> None:
     observed = {"TODO_LOG_LEVEL": "INFO", "TODO_LOG_FORMAT": "json"}
     configs: dict[str, tuple[str, dict[str, str]]] = {
         "off": ("WARNING", {"TODO_METRICS_PORT": "0"}),
-        "logs+metrics": ("INFO", {**observed, "TODO_METRICS_PORT": str(free_base(1))}),
+        "logs+metrics": ("INFO", observed),
         "tracing": (
             "INFO",
             {
                 **observed,
-                "TODO_METRICS_PORT": str(free_base(1) + 1),
                 "TODO_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
             },
         ),

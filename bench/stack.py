@@ -35,7 +35,7 @@ class Stack:
     def __init__(
         self, workers: int, data: Path, log_level: str, extra_env: dict[str, str] | None = None
     ) -> None:
-        self.base = free_base(workers + 2)
+        self.base = free_base(workers + 3)
         self.workers = workers
         self.envoy_port = self.base + workers
         env = {
@@ -46,6 +46,7 @@ class Stack:
             "TODO_GRPC_PORT": str(self.base),
             "TODO_ENVOY_PORT": str(self.envoy_port),
             "TODO_ENVOY_ADMIN_PORT": str(self.base + workers + 1),
+            "TODO_METRICS_PORT": str(self.base + workers + 2),
             "TODO_BCRYPT_ROUNDS": "4",
             "TODO_LOG_LEVEL": log_level,
             # One benchmark user sends thousands of calls a second: lift the per-user limit

@@ -10,8 +10,8 @@ line written below the telemetry interceptor, whoever writes it.
 Fields, in both formats: `time` (RFC 3339, UTC, milliseconds), `level`, `logger`,
 `message`, `process` (`MainProcess` or `worker-<port>`), `pid`, then inside a call
 `request_id`, `trace_id`, `span_id`, `rpc`, `user_id`, then the line's own fields (passed
-as `extra={"fields": {...}}`: e.g. `code`, `duration_ms`, `event`), and for an exception
-`error` and `traceback`.
+as `extra={"fields": {...}}`, e.g. `code`, `duration_ms`, `event`, or as plain `extra=`
+keys), and for an exception `error` and `traceback`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ from server.observability import context
 LogFormat = Literal["json", "console"]
 FIELDS = "fields"
 """The `extra` key holding a line's own fields: `log.info(msg, extra={FIELDS: {...}})`."""
+
+
+_STANDARD = frozenset(
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime"}
+)
+"""Attributes every LogRecord has; anything else came from a call's `extra=`."""
 
 
 def _timestamp(created: float) -> str:
@@ -55,6 +61,9 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     own = getattr(record, FIELDS, None)
     if own:
         out.update(own)
+    for key, value in record.__dict__.items():  # plain `extra={"event": ...}` keys too
+        if key not in _STANDARD and key != FIELDS:
+            out[key] = value
     if record.exc_info and record.exc_info[0] is not None:
         out["error"] = record.exc_info[0].__name__
         out["traceback"] = logging.Formatter().formatException(record.exc_info)

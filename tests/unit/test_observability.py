@@ -59,6 +59,14 @@ def test_json_lines_carry_the_call_context() -> None:
     assert "Traceback" in second["traceback"] and second["request_id"] == "req-1"
 
 
+def test_plain_extra_keys_become_fields() -> None:
+    first = json.loads(
+        _line(logs.JsonFormatter(), event="password_hash_shed", shed=3).splitlines()[0]
+    )
+    assert first["event"] == "password_hash_shed" and first["shed"] == 3
+    assert "args" not in first and "msg" not in first
+
+
 def test_lines_outside_a_call_have_no_call_fields() -> None:
     first = json.loads(_line(logs.JsonFormatter()).splitlines()[0])
     assert "request_id" not in first and "trace_id" not in first

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import sys
 import time
 from typing import Any, Literal
@@ -30,14 +31,24 @@ FIELDS = "fields"
 
 
 _STANDARD = frozenset(
-    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime"}
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
+    | {"message", "asctime", "taskName", FIELDS}
 )
 """Attributes every LogRecord has; anything else came from a call's `extra=`."""
 
 
+_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+_second: list[object] = [-1, ""]
+"""The last whole second formatted, and its text: most lines share it with the one before."""
+_process: list[str] = [""]
+"""This process's name, read once by `configure` (see there)."""
+
+
 def _timestamp(created: float) -> str:
-    millis = int(created * 1000) % 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{millis:03d}Z"
+    whole = int(created)
+    if whole != _second[0]:
+        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_second[1]}.{int(created * 1000) % 1000:03d}Z"
 
 
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -47,7 +58,7 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
         "level": record.levelname.lower(),
         "logger": record.name,
         "message": record.getMessage(),
-        "process": record.processName,
+        "process": _process[0] or record.processName,
         "pid": record.process,
     }
     call = context.current()
@@ -61,9 +72,8 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     own = getattr(record, FIELDS, None)
     if own:
         out.update(own)
-    for key, value in record.__dict__.items():  # plain `extra={"event": ...}` keys too
-        if key not in _STANDARD and key != FIELDS:
-            out[key] = value
+    for key in record.__dict__.keys() - _STANDARD:  # plain `extra={"event": ...}` keys too
+        out[key] = record.__dict__[key]
     if record.exc_info and record.exc_info[0] is not None:
         out["error"] = record.exc_info[0].__name__
         out["traceback"] = logging.Formatter().formatException(record.exc_info)
@@ -75,7 +85,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as compact JSON."""
-        return json.dumps(record_fields(record), default=str, separators=(",", ":"))
+        return _ENCODER.encode(record_fields(record))
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -96,7 +106,14 @@ class ConsoleFormatter(logging.Formatter):
 
 
 def configure(level: str, log_format: LogFormat) -> None:
-    """Send every logger's lines to stderr at `level`, formatted as `log_format`."""
+    """Send every logger's lines to stderr at `level`, formatted as `log_format`.
+
+    Records skip what no line shows (thread names, the multiprocessing lookup per
+    record: the process name is read once here, in the process that logs).
+    """
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    _process[0] = multiprocessing.current_process().name
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else ConsoleFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

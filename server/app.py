@@ -228,7 +228,7 @@ async def serve(settings: Settings, port: int) -> None:
         loop.add_signal_handler(sig, stopping.set)
     metrics.BUILD_INFO.labels(_version(), settings.build_commit or "unknown").set(1)
     async with contextlib.AsyncExitStack() as stack:
-        stack.callback(tracing.configure(settings.otlp_endpoint))
+        stack.callback(tracing.configure(settings.otlp_endpoint, settings.trace_sample_percent))
         server, bound = await create_server(settings, stack, port, stopping)
         await server.start()
         log.info("worker listening on %s:%d", settings.grpc_host, bound)

@@ -109,6 +109,12 @@ class Settings:
     """The source commit of this build, shown in `todo_build_info`. Empty: the launcher asks
     git (`make run`), else `unknown`."""
 
+    trace_sample_percent: float = 100.0
+    """With `otlp_endpoint`: the percentage of requests traced (head sampling). Envoy decides
+    for calls through it, by its own draw (a client's trace id is continued, its sampled flag
+    is not honoured), and the server follows Envoy's `traceparent` sampled flag; for direct
+    gRPC calls the server follows the caller's flag, or draws itself when there is none."""
+
     envoy_access_log: Path | None = None
     """File Envoy writes its JSON access log to. None: stdout in production, else
     `data_dir/envoy-access.log`."""
@@ -226,6 +232,8 @@ class Settings:
             raise ConfigError("TODO_LOG_FORMAT must be json or console")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError("TODO_METRICS_PORT must be between 0 and 65535")
+        if not 0 <= self.trace_sample_percent <= 100:
+            raise ConfigError("TODO_TRACE_SAMPLE_PERCENT must be between 0 and 100")
         if self.otlp_endpoint is not None and not self.otlp_endpoint.startswith(
             ("http://", "https://")
         ):

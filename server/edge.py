@@ -101,7 +101,7 @@ def _tracing(settings: Settings) -> dict[str, object]:
         host, port = parsed.hostname or host, parsed.port or 4317
     return {
         "tracing_provider": provider,
-        "tracing_sampling": 100 if settings.otlp_endpoint is not None else 0,
+        "tracing_sampling": settings.trace_sample_percent if settings.otlp_endpoint else 0,
         "otlp_address": _upstream_host(host),
         "otlp_port": port,
     }

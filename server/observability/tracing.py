@@ -29,8 +29,13 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _tracer: trace.Tracer | None = None
 
 
-def configure(endpoint: str | None, service_name: str = SERVICE_NAME) -> Callable[[], None]:
+def configure(
+    endpoint: str | None, sample_percent: float = 100.0, service_name: str = SERVICE_NAME
+) -> Callable[[], None]:
     """Install the tracer provider exporting to `endpoint` over OTLP/gRPC (None: off).
+
+    A call with a `traceparent` follows its sampled flag; others are sampled at
+    `sample_percent`.
 
     Returns:
         A function that flushes and shuts the exporter down (a no-op when off).
@@ -43,10 +48,11 @@ def configure(endpoint: str | None, service_name: str = SERVICE_NAME) -> Callabl
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     provider = TracerProvider(
-        resource=Resource.create({"service.name": service_name}), sampler=ParentBased(ALWAYS_ON)
+        resource=Resource.create({"service.name": service_name}),
+        sampler=ParentBased(TraceIdRatioBased(sample_percent / 100)),
     )
     exporter = OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
     provider.add_span_processor(BatchSpanProcessor(exporter))

@@ -6,11 +6,12 @@ import datetime as dt
 import io
 import json
 import logging
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
 
-from server import errors
+from server import edge, errors
 from server.config import ConfigError, Settings
 from server.observability import context, events, logs, metrics, tracing
 
@@ -190,3 +191,27 @@ def test_every_label_is_from_a_bounded_vocabulary() -> None:
     assert len(families) >= 20
     for family in families:
         assert set(family._labelnames) <= ALLOWED_LABELS, family._name
+
+
+def test_envoy_traces_and_logs_as_configured(tmp_path: Path) -> None:
+    quiet = edge.render_envoy_config(Settings(data_dir=tmp_path))
+    assert "random_sampling: {value: 0}" in quiet and "port_value: 9}" in quiet
+    assert str((tmp_path / "envoy-access.log").resolve()) in quiet
+    traced = edge.render_envoy_config(
+        Settings(
+            data_dir=tmp_path,
+            otlp_endpoint="http://collector.example:4317",
+            trace_sample_percent=10,
+            envoy_access_log=Path("/dev/stdout"),
+        )
+    )
+    assert "random_sampling: {value: 10}" in traced
+    assert '"collector.example", port_value: 4317}' in traced
+    assert 'path: "/dev/stdout"' in traced
+    with pytest.raises(ConfigError):
+        Settings(trace_sample_percent=101)
+
+
+def test_production_access_log_goes_to_stdout() -> None:
+    settings = Settings.from_env({"TODO_ENV": "production", "TODO_JWT_SECRET": "x" * 40})
+    assert settings.envoy_access_log_path == Path("/dev/stdout")

@@ -11,7 +11,11 @@ its own embedded PostgreSQL on free loopback ports:
               and exported over OTLP/gRPC to a receiver in this script (Envoy exports too)
 
 then loads them in turn, round after round (A B C A B C ...), so drift of the shared box
-hits all three alike, and prints req/s per round and the median ratio to `off`:
+hits all three alike. Per load it records req/s and the CPU time per request of the server
+processes, Envoy and PostgreSQL. On a busy shared box req/s swings with the neighbours, while
+CPU per request is a property of the code: the service is CPU-bound, so its throughput cost
+is about `1 - cpu(off) / cpu(stack)` (total CPU per request). Both are printed, as medians
+over the rounds:
 
     make bench-observability          # or: .venv/bin/python bench/observability.py --rounds 3
 
@@ -32,7 +36,7 @@ from typing import Any
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from stack import Stack
-from throughput import check_grpc, grpc_frame, run_h2load, run_wrk, setup
+from throughput import Result, check_grpc, grpc_frame, measure, run_h2load, run_wrk, setup
 from todo.v1 import task_service_pb2
 
 
@@ -96,7 +100,7 @@ def main() -> None:
 
 def _run(
     stacks: dict[str, Stack], args: argparse.Namespace, work: Path
-) -> dict[str, dict[str, list[float]]]:
+) -> dict[str, dict[str, list[Result]]]:
     loads = {}
     streams = max(args.connections // 4, 1)
     for name, stack in stacks.items():
@@ -119,22 +123,27 @@ def _run(
             ),
         }
         loads[name]["gRPC"]()  # warm-up: prepared statements, caches, the exporter connection
-    results: dict[str, dict[str, list[float]]] = {n: {"gRPC": [], "REST": []} for n in stacks}
+    results: dict[str, dict[str, list[Result]]] = {n: {"gRPC": [], "REST": []} for n in stacks}
     for round_ in range(args.rounds):
         for wire in ("gRPC", "REST"):
-            for name in stacks:
-                total, _, _, errors = loads[name][wire]()
-                rps = total / args.duration
-                results[name][wire].append(rps)
+            for name, stack in stacks.items():
+                r = measure(name, stack, args.duration, loads[name][wire])
+                results[name][wire].append(r)
                 print(
-                    f"round {round_ + 1} {wire:4} {name:13} {rps:8,.0f} req/s  errors {errors}",
+                    f"round {round_ + 1} {wire:4} {name:13} {r.rps:8,.0f} req/s  "
+                    f"server {r.cpu_ms['server']:.3f} ms/req  total {_cpu(r):.3f} ms/req  "
+                    f"errors {r.errors}",
                     flush=True,
                 )
     return results
 
 
+def _cpu(result: Result) -> float:
+    return sum(result.cpu_ms.values())
+
+
 def _report(
-    results: dict[str, dict[str, list[float]]], args: argparse.Namespace, spans: int
+    results: dict[str, dict[str, list[Result]]], args: argparse.Namespace, spans: int
 ) -> None:
     print()
     print(
@@ -143,19 +152,22 @@ def _report(
     )
     print()
     print(
-        "| wire | stack | req/s per round | median req/s | cost vs off (median of per-round ratios) |"
+        "| wire | stack | median req/s | req/s vs off | server CPU ms/req | total CPU ms/req "
+        "| cost from CPU/req |"
     )
-    print("| --- | --- | --- | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for wire in ("gRPC", "REST"):
         base = results["off"][wire]
+        base_cpu = statistics.median(_cpu(r) for r in base)
         for name, by_wire in results.items():
-            values = by_wire[wire]
-            ratios = [v / b for v, b in zip(values, base, strict=True)]
-            cost = 1 - statistics.median(ratios)
-            per_round = ", ".join(f"{v:,.0f}" for v in values)
+            runs = by_wire[wire]
+            ratio = statistics.median(r.rps / b.rps for r, b in zip(runs, base, strict=True))
+            cpu = statistics.median(_cpu(r) for r in runs)
+            server = statistics.median(r.cpu_ms["server"] for r in runs)
+            cost = "-" if name == "off" else f"{1 - base_cpu / cpu:+.1%}"
             print(
-                f"| {wire} | {name} | {per_round} | {statistics.median(values):,.0f} | "
-                f"{'-' if name == 'off' else f'{cost:+.1%}'} |"
+                f"| {wire} | {name} | {statistics.median(r.rps for r in runs):,.0f} | "
+                f"{ratio:.2f} | {server:.3f} | {cpu:.3f} | {cost} |"
             )
     print()
     print(f"spans received by the OTLP receiver: {spans:,}")

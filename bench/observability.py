@@ -1,6 +1,6 @@
 """What observability costs: get-task throughput with it off, logs + metrics, and tracing.
 
-Starts three stacks side by side (same machine, same run), each `python -m server` with
+Starts four stacks side by side (same machine, same run), each `python -m server` with
 its own embedded PostgreSQL on free loopback ports:
 
     off       TODO_LOG_LEVEL=WARNING (no access lines), TODO_METRICS_PORT=0 (no multiprocess
@@ -9,9 +9,10 @@ its own embedded PostgreSQL on free loopback ports:
               metrics in multiprocess mode, served by the launcher; no tracing
     tracing   logs+m plus TODO_OTLP_ENDPOINT: every call traced (rpc, use case, SQL spans)
               and exported over OTLP/gRPC to a receiver in this script (Envoy exports too)
+    tracing 10%  the same with TODO_TRACE_SAMPLE_PERCENT=10 (head sampling)
 
-then loads them in turn, round after round (A B C A B C ...), so drift of the shared box
-hits all three alike. Per load it records req/s and the CPU time per request of the server
+then loads them in turn, round after round (A B C D A B C D ...), so drift of the
+shared box hits all of them alike. Per load it records req/s and the CPU time per request of the server
 processes, Envoy and PostgreSQL. On a busy shared box req/s swings with the neighbours, while
 CPU per request is a property of the code: the service is CPU-bound, so its throughput cost
 is about `1 - cpu(off) / cpu(stack)` (total CPU per request). Both are printed, as medians
@@ -74,11 +75,13 @@ def main() -> None:
     configs: dict[str, tuple[str, dict[str, str]]] = {
         "off": ("WARNING", {"TODO_METRICS_PORT": "0"}),
         "logs+metrics": ("INFO", observed),
-        "tracing": (
+        "tracing": ("INFO", {**observed, "TODO_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}"}),
+        "tracing 10%": (
             "INFO",
             {
                 **observed,
                 "TODO_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
+                "TODO_TRACE_SAMPLE_PERCENT": "10",
             },
         ),
     }

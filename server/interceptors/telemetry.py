@@ -32,6 +32,7 @@ STREAM_KINDS = {
     "/todo.v1.TaskService/WatchTasks": "watch",
 }
 _TRACE_HEADERS = ("traceparent", "tracestate")
+MAX_REQUEST_ID = 128
 
 
 class _Call:
@@ -44,7 +45,7 @@ class _Call:
         carrier: dict[str, str] = {}
         for key, value in ctx.invocation_metadata() or ():
             if key == "x-request-id":
-                request_id = str(value)
+                request_id = str(value)[:MAX_REQUEST_ID]  # a client's own: keep lines small
             elif key in _TRACE_HEADERS:
                 carrier[key] = str(value)
         self.span = tracing.start_server_span(method, carrier)

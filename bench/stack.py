@@ -61,7 +61,7 @@ class Stack:
             [sys.executable, "-m", "server"], cwd=REPO, env=env, stdout=self.log, stderr=self.log
         )
         self.rest = f"http://127.0.0.1:{self.envoy_port}"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # generous: a busy shared box starts PostgreSQL slowly
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.rest}/healthz", timeout=1).status_code == 200:

@@ -90,7 +90,7 @@ def main() -> None:
         try:
             for name, (level, env) in configs.items():
                 print(f"==> starting the '{name}' stack", flush=True)
-                data = Path(tmp) / name
+                data = Path(tmp) / name.replace(" ", "-").replace("%", "pct")
                 data.mkdir()
                 stacks[name] = Stack(args.workers, data, level, env)
             results = _run(stacks, args, Path(tmp))

@@ -72,7 +72,8 @@ class Stack:
                 break
             time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"stack did not start; see {data / 'stack.log'}")
+        tail = self.log_path.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"stack did not start; {data / 'stack.log'} ends:\n{tail}")
 
     def workers_processes(self) -> list[psutil.Process]:
         """The server processes, worker 0 first."""

@@ -75,7 +75,14 @@ def main() -> None:
     configs: dict[str, tuple[str, dict[str, str]]] = {
         "off": ("WARNING", {"TODO_METRICS_PORT": "0"}),
         "logs+metrics": ("INFO", observed),
-        "tracing": ("INFO", {**observed, "TODO_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}"}),
+        "tracing": (
+            "INFO",
+            {
+                **observed,
+                "TODO_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
+                "TODO_TRACE_SAMPLE_PERCENT": "100",
+            },
+        ),
         "tracing 10%": (
             "INFO",
             {

@@ -180,16 +180,20 @@ def _background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None
 
 
 async def _sample_forever(pool: Pool, revocations: SessionRevocations) -> None:
-    """Copy the pool's, the revocation cache's and the process's state into the gauges."""
+    """Copy the pool's, the revocation cache's, in-flight and the process's state into metrics."""
     sampler = metrics.ProcessSampler()
     metrics.PROCESSES.set(1)
     while True:
-        stats = pool.get_stats()
+        stats = pool.pop_stats()  # counters since the last pop, gauges as they are
         size = stats.get("pool_size", 0)
         metrics.POOL_SIZE.set(size)
         metrics.POOL_IN_USE.set(size - stats.get("pool_available", 0))
         metrics.POOL_WAITING.set(stats.get("requests_waiting", 0))
         metrics.POOL_MAX.set(stats.get("pool_max", 0))
+        metrics.POOL_ACQUISITIONS.inc(stats.get("requests_num", 0))
+        metrics.POOL_ACQUIRE_WAIT.inc(stats.get("requests_wait_ms", 0) / 1000)
+        metrics.POOL_ACQUIRE_ERRORS.inc(stats.get("requests_errors", 0))
+        metrics.RPC_IN_FLIGHT.set(metrics.in_flight.value)
         metrics.REVOCATIONS.set(revocations.size)
         sampler.sample()
         await asyncio.sleep(SAMPLE_EVERY_S)

@@ -109,8 +109,9 @@ class Settings:
     """The source commit of this build, shown in `todo_build_info`. Empty: the launcher asks
     git (`make run`), else `unknown`."""
 
-    trace_sample_percent: float = 100.0
-    """With `otlp_endpoint`: the percentage of requests traced (head sampling). Envoy decides
+    trace_sample_percent: float = 10.0
+    """With `otlp_endpoint`: the percentage of requests traced (head sampling; 10 by default:
+    tracing every call costs about a third of a get-task's CPU, see the README). Envoy decides
     for calls through it, by its own draw (a client's trace id is continued, its sampled flag
     is not honoured), and the server follows Envoy's `traceparent` sampled flag; for direct
     gRPC calls the server follows the caller's flag, or draws itself when there is none."""

@@ -19,7 +19,6 @@ Failures to get a connection or to talk to the server raise errors.Unavailable.
 from __future__ import annotations
 
 import logging
-import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
@@ -27,7 +26,6 @@ import psycopg
 
 from server.db import executor
 from server.db.pool import Pool
-from server.observability import metrics
 from server.repositories import (
     changes,
     idempotency,
@@ -96,10 +94,8 @@ class UnitOfWork:
     async def _acquire(self) -> executor.Connection:
         if self._connection is not None:
             raise RuntimeError("this unit of work is already in use")
-        started = time.perf_counter()
         with executor.database_errors():
             connection = await self._pool.getconn()
-        metrics.POOL_ACQUIRE.observe(time.perf_counter() - started)
         self._connection = connection
         db = executor.Executor(connection)
         self.users = users.PgUsersRepository(db)

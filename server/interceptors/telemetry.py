@@ -61,11 +61,11 @@ class _Call:
         self.token = context.bind(self.call)
         self.children = metrics.rpc_children(method)
         self.started = time.perf_counter()
-        metrics.RPC_IN_FLIGHT.inc()
+        metrics.in_flight.value += 1
 
     def end(self, ctx: grpc.aio.ServicerContext[Any, Any], cancelled: bool) -> None:
         elapsed = time.perf_counter() - self.started
-        metrics.RPC_IN_FLIGHT.dec()
+        metrics.in_flight.value -= 1
         code = "CANCELLED" if cancelled else _code(ctx)
         self.children.duration.observe(elapsed)
         self.children.requests(code).inc()

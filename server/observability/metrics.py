@@ -14,7 +14,10 @@ dropped for a dead worker by `mark_process_dead`. Without the variable (unit and
 integration tests, one process) the same objects count in memory.
 
 The hot path uses children cached per label set (`rpc_children`) instead of building a
-label tuple per call.
+label tuple per call, and writes as few samples as it can (each multiprocess write checks
+the pid and packs into the mmap): the in-flight count is a plain integer per process and
+the pool's figures come from psycopg_pool's own statistics, both copied into the metrics by
+the sampler every couple of seconds (`app._sample_forever`).
 """
 
 from __future__ import annotations
@@ -89,11 +92,18 @@ POOL_MAX = Gauge(
     namespace=NAMESPACE,
     multiprocess_mode="livesum",
 )
-POOL_ACQUIRE = Histogram(
-    "db_pool_acquire_seconds",
-    "Time to get a connection from the pool.",
+POOL_ACQUISITIONS = Counter(
+    "db_pool_acquisitions", "Connections handed out by the pools.", namespace=NAMESPACE
+)
+POOL_ACQUIRE_WAIT = Counter(
+    "db_pool_acquire_wait_seconds",
+    "Time callers spent waiting for a pooled connection (divide by acquisitions: the mean).",
     namespace=NAMESPACE,
-    buckets=FAST_BUCKETS,
+)
+POOL_ACQUIRE_ERRORS = Counter(
+    "db_pool_acquire_errors",
+    "Requests for a pooled connection that failed (timeouts included).",
+    namespace=NAMESPACE,
 )
 DB_STATEMENT = Histogram(
     "db_statement_duration_seconds",
@@ -162,6 +172,19 @@ BUILD_INFO = Gauge(
 )
 
 REFUSAL_USER_RATE = REFUSALS.labels("user_rate")
+
+
+class LocalCount:
+    """A per-process integer the hot path bumps for free; the sampler publishes it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+in_flight = LocalCount()
+"""RPCs being served by this process (published as `todo_rpc_in_flight`)."""
 
 
 class RpcChildren:

@@ -30,7 +30,7 @@ _tracer: trace.Tracer | None = None
 
 
 def configure(
-    endpoint: str | None, sample_percent: float = 100.0, service_name: str = SERVICE_NAME
+    endpoint: str | None, sample_percent: float = 10.0, service_name: str = SERVICE_NAME
 ) -> Callable[[], None]:
     """Install the tracer provider exporting to `endpoint` over OTLP/gRPC (None: off).
 
@@ -74,12 +74,14 @@ def parse_traceparent(value: str) -> tuple[str, str]:
 
 
 def start_server_span(rpc: str, carrier: Mapping[str, str]) -> tuple[trace.Span, object] | None:
-    """Open and activate the rpc span continuing the carrier's trace (None when off).
+    """Open and activate the rpc span continuing the carrier's trace.
 
     Returns:
-        The span and the token to pass to `end_server_span`.
+        The span and the token to pass to `end_server_span`; None when tracing is off or
+        the caller (Envoy) did not sample the call: then nothing is recorded below it, and
+        the SDK is not entered at all (the logs take the ids from `traceparent`).
     """
-    if _tracer is None:
+    if _tracer is None or _unsampled(carrier.get("traceparent", "")):
         return None
     parent = _PROPAGATOR.extract(carrier)
     service, _, method = rpc.lstrip("/").partition("/")
@@ -90,6 +92,16 @@ def start_server_span(rpc: str, carrier: Mapping[str, str]) -> tuple[trace.Span,
         attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
     )
     return span, otel_context.attach(trace.set_span_in_context(span, parent))
+
+
+def _unsampled(traceparent: str) -> bool:
+    """Whether a well-formed `traceparent` says its trace is not sampled."""
+    if len(traceparent) != 55:
+        return False
+    try:
+        return not int(traceparent[53:55], 16) & 1
+    except ValueError:
+        return False
 
 
 def end_server_span(opened: tuple[trace.Span, object], code: str) -> None:
@@ -113,7 +125,7 @@ def ids(opened: tuple[trace.Span, object] | None) -> tuple[str, str]:
 def span(
     name: str, attributes: Mapping[str, Any] | None = None
 ) -> contextlib.AbstractContextManager[Any]:
-    """A child span of the current one (a shared no-op when tracing is off)."""
-    if _tracer is None:
+    """A child span of the current one (a shared no-op when off or not sampled)."""
+    if _tracer is None or not trace.get_current_span().is_recording():
         return _NOOP
     return _tracer.start_as_current_span(name, attributes=attributes)

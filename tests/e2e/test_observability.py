@@ -78,6 +78,7 @@ def obs(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "TODO_LOG_LEVEL": "INFO",
             "TODO_METRICS_PORT": str(metrics_port),
             "TODO_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
+            "TODO_TRACE_SAMPLE_PERCENT": "100",
             "OTEL_BSP_SCHEDULE_DELAY": "200",  # the SDK's batch exporter: export quickly
             "TODO_CORS_ORIGINS": ORIGIN,
             "TODO_USER_RATE_LIMIT": "1000000",
@@ -507,6 +508,8 @@ def _prometheus_checks(
     size = prom.scalar("sum(todo_db_pool_size)")
     assert size is not None and WORKERS * 2 <= size <= WORKERS * 10
     assert prom.scalar("sum(todo_db_pool_in_use)") is not None
+    assert (prom.scalar("sum(todo_db_pool_acquisitions_total)") or 0) >= gets / 2
+    assert prom.scalar("sum(todo_rpc_in_flight)") is not None
     assert prom.scalar("todo_processes") == WORKERS
     assert prom.scalar("count(todo_build_info)") == 1
     assert prom.scalar(

@@ -117,6 +117,12 @@ def test_traceparent_parsing() -> None:
     assert tracing.parse_traceparent("") == ("", "")
 
 
+def test_an_unsampled_traceparent_opens_no_span() -> None:
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-"
+    assert tracing._unsampled(tp + "00") and not tracing._unsampled(tp + "01")
+    assert not tracing._unsampled(tp + "zz") and not tracing._unsampled("")
+
+
 def test_tracing_is_off_without_an_endpoint() -> None:
     shutdown = tracing.configure(None)
     shutdown()

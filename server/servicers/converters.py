@@ -155,40 +155,54 @@ def user_to_proto(user: domain.User) -> user_pb2.User:
     )
 
 
+def _proto_value(kind: domain.FieldKind) -> Any:
+    if kind is domain.FieldKind.UUID:
+        return str
+    if kind is domain.FieldKind.PRIORITY:
+        return int
+    if kind is domain.FieldKind.TIME:
+        return timestamp
+    if kind is domain.FieldKind.VERSION:
+        return domain.etag
+    return None
+
+
+_TO_PROTO = tuple(
+    (f.api_name, f.name, f.optional, _proto_value(f.kind)) for f in domain.TASK_SCHEMA
+)
+"""(proto name, attribute, optional, encoder or None) of every Task field."""
+
+
 def task_to_proto(task: domain.Task) -> task_pb2.Task:
     """A domain task as the API's Task (unset times are left out)."""
-    message = task_pb2.Task(
-        id=str(task.id),
-        user_id=str(task.user_id),
-        title=task.title,
-        description=task.description,
-        completed=task.completed,
-        priority=int(task.priority),  # type: ignore[arg-type]
-        category=task.category,
-        tags=task.tags,
-        created_at=timestamp(task.created_at),
-        updated_at=timestamp(task.updated_at),
-        etag=task.etag,
-    )
-    for field in ("completed_at", "due_at", "remind_at"):
-        value = getattr(task, field)
-        if value is not None:
-            getattr(message, field).CopyFrom(timestamp(value))
-    return message
+    values: dict[str, Any] = {}
+    for api_name, name, optional, encode in _TO_PROTO:
+        value = getattr(task, name)
+        if optional and value is None:
+            continue
+        values[api_name] = value if encode is None else encode(value)
+    return task_pb2.Task(**values)
+
+
+def _field_reader(field: domain.TaskField) -> Any:
+    name = field.name
+    if field.kind is domain.FieldKind.TIME:
+        return lambda request: optional_datetime(request, name)
+    if field.kind is domain.FieldKind.PRIORITY:
+        return lambda request: priority(getattr(request, name))
+    if field.kind is domain.FieldKind.TAGS:
+        return lambda request: tuple(getattr(request, name))
+    return lambda request: getattr(request, name)
+
+
+_FROM_REQUEST = tuple((f.name, _field_reader(f)) for f in domain.WRITABLE_TASK_FIELDS)
+_PRESENCE = tuple((f.name, f.kind is domain.FieldKind.TAGS) for f in domain.WRITABLE_TASK_FIELDS)
+"""(name, repeated): a repeated field is present when not empty, the others by HasField."""
 
 
 def task_fields(request: Any) -> domain.TaskFields:
     """The writable fields of a Create, Replace or Update request; unset ones take defaults."""
-    return domain.TaskFields(
-        title=request.title,
-        description=request.description,
-        completed=request.completed,
-        priority=priority(request.priority),
-        due_at=optional_datetime(request, "due_at"),
-        remind_at=optional_datetime(request, "remind_at"),
-        category=request.category,
-        tags=tuple(request.tags),
-    )
+    return domain.TaskFields(**{name: read(request) for name, read in _FROM_REQUEST})
 
 
 def task_patch(request: task_service_pb2.UpdateTaskRequest) -> domain.TaskPatch:
@@ -208,22 +222,11 @@ def batch_update_item(
 
 
 def _present_fields(message: Any) -> frozenset[str]:
-    present = {
+    return frozenset(
         name
-        for name in (
-            "title",
-            "description",
-            "completed",
-            "priority",
-            "category",
-            "due_at",
-            "remind_at",
-        )
-        if message.HasField(name)
-    }
-    if message.tags:
-        present.add("tags")
-    return frozenset(present)
+        for name, repeated in _PRESENCE
+        if (len(getattr(message, name)) > 0 if repeated else message.HasField(name))
+    )
 
 
 def _mask_fields(paths: Any) -> frozenset[str]:

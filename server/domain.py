@@ -8,6 +8,8 @@ import enum
 import uuid
 from collections.abc import Sequence
 
+from server import fingerprints
+
 
 class FieldKind(enum.Enum):
     """How a task field is stored, carried and shown; each layer maps a kind once."""
@@ -229,7 +231,7 @@ class TaskFilter:
 
     def fingerprint(self) -> str:
         """A canonical text of the filter, to bind page tokens to it."""
-        return repr(dataclasses.astuple(self))
+        return fingerprints.canonical(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,8 +242,8 @@ class TaskQuery:
     order: tuple[Order, ...] = DEFAULT_ORDER
 
     def fingerprint(self) -> str:
-        """A canonical text of the query, to bind page tokens to it."""
-        return f"{self.filter.fingerprint()}|{','.join(map(str, self.order))}"
+        """A canonical text of the query (filter and order), to bind page tokens to it."""
+        return fingerprints.canonical(self)
 
 
 CursorValue = dt.datetime | int | str | bool | None

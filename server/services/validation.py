@@ -92,7 +92,7 @@ def _tags(raw: Iterable[str], field: str, bad: Violations) -> tuple[str, ...]:
 
 def email(raw: str, bad: Violations) -> str:
     """Lowercase and check an email address, adding a violation if it is invalid."""
-    value = raw.strip().lower()
+    value = domain.normalize_email(raw)
     if not value:
         bad.append(errors.FieldViolation("email", "must not be empty"))
     elif len(value) > EMAIL_MAX or not _EMAIL.match(value):

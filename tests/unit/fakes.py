@@ -41,7 +41,7 @@ class FakeUsers:
         row = self.rows.get(user_id)
         if row is None:
             return None
-        email = patch.email.lower() if patch.email is not None else None
+        email = domain.normalize_email(patch.email) if patch.email is not None else None
         if email is not None and any(
             c.user.email == email and uid != user_id for uid, c in self.rows.items()
         ):

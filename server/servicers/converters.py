@@ -1,4 +1,8 @@
-"""Proto <-> domain conversions, as plain module functions."""
+"""Proto <-> domain conversions, as plain module functions.
+
+They only map shapes; every rule (defaults, allowed values) belongs to the
+services (`services.validation`, `services.queries`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from google.protobuf import timestamp_pb2
 from todo.v1 import task_pb2, task_service_pb2, user_pb2
 
 from server import domain, errors
-from server.services import queries
+from server.services import queries, validation
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -48,38 +52,11 @@ def optional_duration(message: Any, field: str) -> dt.timedelta | None:
     return value
 
 
-def priority(value: int) -> domain.Priority:
-    """A proto Priority as the domain's; unspecified means MEDIUM."""
-    if value == task_pb2.PRIORITY_UNSPECIFIED:
-        return domain.Priority.MEDIUM
-    try:
-        return domain.Priority(value)
-    except ValueError:
-        raise errors.InvalidArgument(
-            errors.FieldViolation(
-                "priority",
-                "must be one of PRIORITY_LOW, PRIORITY_MEDIUM, PRIORITY_HIGH, PRIORITY_URGENT",
-            ),
-            reason="INVALID_PRIORITY",
-        ) from None
-
-
-def filter_priorities(values: Any) -> list[domain.Priority]:
-    """Priorities named in a filter; PRIORITY_UNSPECIFIED or an unknown number is refused."""
-    try:
-        return [domain.Priority(v) for v in values]
-    except ValueError:
-        raise errors.InvalidArgument(
-            errors.FieldViolation("priority", "must name PRIORITY_LOW, _MEDIUM, _HIGH or _URGENT"),
-            reason="INVALID_FILTER",
-        ) from None
-
-
 def task_filter(request: Any) -> domain.TaskFilter:
     """The filter fields shared by ListTasks, StreamTasks and GetTaskStats requests."""
     return queries.make_filter(
         completed=request.completed if request.HasField("completed") else None,
-        priorities=filter_priorities(request.priority),
+        priorities=validation.filter_priorities(request.priority),
         category=request.category if request.HasField("category") else None,
         tags=request.tag,
         due_after=optional_datetime(request, "due_after"),
@@ -189,7 +166,7 @@ def _field_reader(field: domain.TaskField) -> Any:
     if field.kind is domain.FieldKind.TIME:
         return lambda request: optional_datetime(request, name)
     if field.kind is domain.FieldKind.PRIORITY:
-        return lambda request: priority(getattr(request, name))
+        return lambda request: validation.priority(getattr(request, name))
     if field.kind is domain.FieldKind.TAGS:
         return lambda request: tuple(getattr(request, name))
     return lambda request: getattr(request, name)
@@ -230,14 +207,7 @@ def _present_fields(message: Any) -> frozenset[str]:
 
 
 def _mask_fields(paths: Any) -> frozenset[str]:
-    names = {_CAMEL.sub("_", path).lower() for path in paths}
-    unknown = sorted(names - domain.TASK_FIELDS)
-    if unknown or not names:
-        rule = f"names unknown fields: {', '.join(unknown)}" if unknown else "must name a field"
-        raise errors.InvalidArgument(
-            errors.FieldViolation("update_mask", rule), reason="INVALID_UPDATE_MASK"
-        )
-    return frozenset(names)
+    return validation.update_mask({_CAMEL.sub("_", path).lower() for path in paths})
 
 
 def optional_string(request: Any, field: str) -> str | None:

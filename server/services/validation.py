@@ -26,6 +26,48 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 Violations = list[errors.FieldViolation]
 
 
+_PRIORITY_UNSPECIFIED = 0
+"""The API's "no priority given" (`todo.v1.PRIORITY_UNSPECIFIED`)."""
+
+
+def priority(value: int) -> domain.Priority:
+    """A proto Priority as the domain's; unspecified means MEDIUM."""
+    if value == _PRIORITY_UNSPECIFIED:
+        return domain.Priority.MEDIUM
+    try:
+        return domain.Priority(value)
+    except ValueError:
+        raise errors.InvalidArgument(
+            errors.FieldViolation(
+                "priority",
+                "must be one of PRIORITY_LOW, PRIORITY_MEDIUM, PRIORITY_HIGH, PRIORITY_URGENT",
+            ),
+            reason="INVALID_PRIORITY",
+        ) from None
+
+
+def filter_priorities(values: Iterable[int]) -> list[domain.Priority]:
+    """Priorities named in a filter; PRIORITY_UNSPECIFIED or an unknown number is refused."""
+    try:
+        return [domain.Priority(v) for v in values]
+    except ValueError:
+        raise errors.InvalidArgument(
+            errors.FieldViolation("priority", "must name PRIORITY_LOW, _MEDIUM, _HIGH or _URGENT"),
+            reason="INVALID_FILTER",
+        ) from None
+
+
+def update_mask(names: set[str]) -> frozenset[str]:
+    """The task fields an update mask names (snake_case); InvalidArgument if none or unknown."""
+    unknown = sorted(names - domain.TASK_FIELDS)
+    if unknown or not names:
+        rule = f"names unknown fields: {', '.join(unknown)}" if unknown else "must name a field"
+        raise errors.InvalidArgument(
+            errors.FieldViolation("update_mask", rule), reason="INVALID_UPDATE_MASK"
+        )
+    return frozenset(names)
+
+
 def _check(ok: bool, field: str, rule: str, out: Violations) -> None:
     if not ok:
         out.append(errors.FieldViolation(field, rule))

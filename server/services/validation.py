@@ -7,6 +7,7 @@ sorted; emails are lowercased. Time zones are IANA names known to `zoneinfo`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import zoneinfo
@@ -109,16 +110,7 @@ def task_fields(
     tags = _tags(fields.tags, prefix + "tags", bad) if "tags" in names else fields.tags
     if bad:
         raise errors.InvalidArgument(bad, reason="INVALID_TASK")
-    return domain.TaskFields(
-        title=title,
-        description=fields.description,
-        completed=fields.completed,
-        priority=fields.priority,
-        due_at=fields.due_at,
-        remind_at=fields.remind_at,
-        category=category,
-        tags=tags,
-    )
+    return dataclasses.replace(fields, title=title, category=category, tags=tags)
 
 
 def _tags(raw: Iterable[str], field: str, bad: Violations) -> tuple[str, ...]:

@@ -40,9 +40,9 @@ _TOTALS, _BY_PRIORITY, _BY_CATEGORY, _BY_DAY = 7, 3, 5, 6
 _DAYS = sql.Literal(domain.COMPLETED_PER_DAY_DAYS)
 
 
-def statement(conditions: list[str]) -> sql.Composed:
+def statement(conditions: list[sql.Composable]) -> sql.Composed:
     """The stats statement for these filter conditions (see task_queries)."""
-    return _STATS.format(where=sql.SQL(" AND ").join(map(sql.SQL, conditions)), days=_DAYS)
+    return _STATS.format(where=sql.SQL(" AND ").join(conditions), days=_DAYS)
 
 
 def to_stats(rows: list[tuple[Any, ...]]) -> domain.TaskStats:

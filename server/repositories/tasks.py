@@ -189,25 +189,25 @@ class PgTasksRepository:
         columns = task_queries.sort_columns(query.order)
         conditions, params = task_queries.filter_conditions(user_id, query.filter)
         params.update(limit=page_size + 1, count_cap=COUNT_CAP + 1)
-        where = sql.SQL(" AND ").join(map(sql.SQL, conditions))
+        where = task_queries.where(conditions)
         parts = {
             "columns": _COLUMNS,
             "sorts": sql.SQL(", ").join(
-                sql.SQL("{} AS {}").format(sql.SQL(c.expression), sql.Identifier(f"s{i}"))
+                sql.SQL("{} AS {}").format(c.expression, sql.Identifier(f"s{i}"))
                 for i, c in enumerate(columns)
             ),
             "where": where,
-            "order": sql.SQL(task_queries.order_clause(columns)),
+            "order": task_queries.order_clause(columns),
         }
         if after is None and count:
-            outer = [f"p.s{i} {'DESC' if c.descending else 'ASC'}" for i, c in enumerate(columns)]
-            statement = _FIRST_PAGE.format(**parts, outer_order=sql.SQL(", ".join(outer)))
+            outer = task_queries.order_clause(columns, prefix="p")
+            statement = _FIRST_PAGE.format(**parts, outer_order=outer)
         else:
-            condition = "true"
+            condition: sql.Composable = sql.SQL("true")
             if after is not None:
                 condition, after_params = task_queries.after_condition(columns, after)
                 params.update(after_params)
-            statement = _NEXT_PAGE.format(**parts, after=sql.SQL(condition))
+            statement = _NEXT_PAGE.format(**parts, after=condition)
         raw = await self._db.fetch_all(task_rows.text(statement), params)
         total = after.total_size if after else (raw[0][0] if raw and count else 0)
         if total > COUNT_CAP and after is None:

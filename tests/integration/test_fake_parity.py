@@ -14,7 +14,7 @@ from typing import Any
 
 from server import domain, fingerprints
 from server.db import executor
-from server.repositories import task_batches, task_rows, tasks, users
+from server.repositories import changes, task_batches, task_rows, tasks, users
 from server.services import ports
 from tests.unit import fakes
 
@@ -113,6 +113,52 @@ async def test_users_fake_matches_postgresql(users_repo: users.PgUsersRepository
         ]
 
     assert await scenario(fakes.FakeUsers()) == await scenario(users_repo)
+
+
+_WRITE_SAMPLES: dict[domain.FieldKind, Any] = {
+    domain.FieldKind.TEXT: lambda name, n: f"{name} {n}",
+    domain.FieldKind.BOOL: lambda name, n: n % 2 == 1,
+    domain.FieldKind.PRIORITY: lambda name, n: list(domain.Priority)[n % 4],
+    domain.FieldKind.TIME: lambda name, n: dt.datetime(2030, 1, 1 + n, len(name), tzinfo=dt.UTC),
+    domain.FieldKind.TAGS: lambda name, n: (f"t{n}", f"u{n}"),
+}
+
+
+def _every_field(n: int) -> domain.TaskFields:
+    """Non-default values for every writable field of the schema (whatever it holds)."""
+    return domain.TaskFields(
+        **{f.name: _WRITE_SAMPLES[f.kind](f.name, n) for f in domain.WRITABLE_TASK_FIELDS}
+    )
+
+
+def _written(task: domain.Task) -> domain.TaskFields:
+    return domain.TaskFields(**{name: getattr(task, name) for name in task_rows.WRITABLE})
+
+
+async def test_every_declared_field_goes_through_every_statement(
+    conn: executor.Connection, tasks_repo: tasks.PgTasksRepository, user: domain.User
+) -> None:
+    """Insert, select, update, the batch statements and the outbox carry every field."""
+    db = executor.Executor(conn)
+    batches_repo = task_batches.PgTaskBatchesRepository(db)
+    outbox = changes.PgChangesRepository(db)
+    one = await tasks_repo.add(user.id, _every_field(1))
+    assert _written(one) == _every_field(1)
+    assert await tasks_repo.get(user.id, one.id) == one
+    everything = frozenset(task_rows.WRITABLE)
+    two = await tasks_repo.update(user.id, one.id, domain.TaskPatch(_every_field(2), everything), 1)
+    assert two is not None and _written(two) == _every_field(2)
+    [three] = await batches_repo.add_many(user.id, [_every_field(3)])
+    assert _written(three) == _every_field(3)
+    update = domain.TaskUpdate(three.id, domain.TaskPatch(_every_field(4), everything), 1)
+    [four] = await batches_repo.update_many(user.id, [update])
+    assert _written(four) == _every_field(4) and await tasks_repo.get(user.id, four.id) == four
+    snapshots = [c.task for c in await outbox.read(user.id, 0, 10)]
+    assert snapshots == [one, two, three, four]
+    listed = await tasks_repo.list_page(user.id, domain.TaskQuery(), 10, None)
+    assert sorted(listed.tasks, key=lambda t: t.version) == sorted(
+        [two, four], key=lambda t: t.version
+    )
 
 
 async def test_migrated_tasks_table_has_the_declared_columns(conn: executor.Connection) -> None:

@@ -102,25 +102,22 @@ def test_every_write_message_carries_every_writable_field(message: typing.Any) -
         assert _proto_type(fields[spec.name]) == _PROTO_TYPES[spec.kind], spec.name
 
 
+_STAMP = dt.datetime(2026, 1, 2, 3, 4, 5, 600_000, tzinfo=dt.UTC)
+_SAMPLES: dict[domain.FieldKind, typing.Callable[[str], object]] = {
+    Kind.UUID: lambda name: uuid.uuid4(),
+    Kind.TEXT: lambda name: f"{name} value",
+    Kind.BOOL: lambda name: True,
+    Kind.PRIORITY: lambda name: domain.Priority.HIGH,
+    Kind.TIME: lambda name: _STAMP + dt.timedelta(minutes=len(name)),
+    Kind.TAGS: lambda name: ("a", "b"),
+    Kind.VERSION: lambda name: 3,
+}
+"""A non-default value of each kind, so every field of the schema shows in every form."""
+
+
 def _full_task(**changes: object) -> domain.Task:
-    stamp = dt.datetime(2026, 1, 2, 3, 4, 5, 600_000, tzinfo=dt.UTC)
-    task = domain.Task(
-        id=uuid.uuid4(),
-        user_id=uuid.uuid4(),
-        title="t",
-        description="d",
-        completed=True,
-        completed_at=stamp,
-        priority=domain.Priority.HIGH,
-        due_at=stamp,
-        remind_at=stamp,
-        category="c",
-        tags=("a", "b"),
-        created_at=stamp,
-        updated_at=stamp,
-        version=3,
-    )
-    return dataclasses.replace(task, **changes)  # type: ignore[arg-type]
+    values = {f.name: _SAMPLES[f.kind](f.name) for f in domain.TASK_SCHEMA}
+    return domain.Task(**{**values, **changes})  # type: ignore[arg-type]
 
 
 _STORED = {Kind.PRIORITY: int, Kind.TAGS: list}

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
 import shutil
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +70,7 @@ def main() -> None:
             sys.exit(f"{tool} not found: apt-get install nghttp2-client wrk")
     receiver = CountingReceiver()
     otlp = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, otlp)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, otlp)  # type: ignore[no-untyped-call]
     otlp_port = otlp.add_insecure_port("127.0.0.1:0")
     otlp.start()
     observed = {"TODO_LOG_LEVEL": "INFO", "TODO_LOG_FORMAT": "json"}
@@ -111,7 +113,7 @@ def main() -> None:
 def _run(
     stacks: dict[str, Stack], args: argparse.Namespace, work: Path
 ) -> dict[str, dict[str, list[Result]]]:
-    loads = {}
+    loads: dict[str, dict[str, Callable[[], tuple[int, float, float, int]]]] = {}
     streams = max(args.connections // 4, 1)
     for name, stack in stacks.items():
         token, _, task_id = setup(stack, 20)
@@ -125,11 +127,22 @@ def _run(
         auth = {"authorization": f"Bearer {token}"}
         envoy = f"http://127.0.0.1:{stack.envoy_port}"
         loads[name] = {
-            "gRPC": lambda e=envoy, b=body, a=auth: run_h2load(
-                f"{e}/todo.v1.TaskService/GetTask", args.duration, 4, streams, b, a
+            "gRPC": functools.partial(
+                run_h2load,
+                f"{envoy}/todo.v1.TaskService/GetTask",
+                args.duration,
+                4,
+                streams,
+                body,
+                auth,
             ),
-            "REST": lambda e=envoy, t=task_id, a=auth: run_wrk(
-                f"{e}/api/v1/users/me/tasks/{t}", args.duration, args.connections, a, None
+            "REST": functools.partial(
+                run_wrk,
+                f"{envoy}/api/v1/users/me/tasks/{task_id}",
+                args.duration,
+                args.connections,
+                auth,
+                None,
             ),
         }
         loads[name]["gRPC"]()  # warm-up: prepared statements, caches, the exporter connection

@@ -112,7 +112,12 @@ def child(config: str, calls: int, otlp: str, log_file: str) -> None:
             started = time.process_time()
             for i in range(calls):
                 context = contexts[i % 10]
-                await telemetry.around_unary("/todo.v1.TaskService/GetTask", inner, None, context)
+                await telemetry.around_unary(
+                    "/todo.v1.TaskService/GetTask",
+                    inner,
+                    None,
+                    context,  # type: ignore[arg-type]
+                )
             results.append((time.process_time() - started) / calls * 1e6)
         return results
 
@@ -141,7 +146,7 @@ def main() -> None:
             return trace_service_pb2.ExportTraceServiceResponse()
 
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Receiver(), server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Receiver(), server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     root = Path(__file__).resolve().parents[1]

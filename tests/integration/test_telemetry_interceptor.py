@@ -7,7 +7,7 @@ import io
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -53,7 +53,7 @@ async def channel(database_url: str) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture
-def json_lines() -> AsyncIterator[io.StringIO]:
+def json_lines() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logs.JsonFormatter())
@@ -62,10 +62,14 @@ def json_lines() -> AsyncIterator[io.StringIO]:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     try:
-        yield stream  # type: ignore[misc]
+        yield stream
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+
+
+def _broken(channel: grpc.aio.Channel) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
+    return channel.unary_unary(BROKEN)
 
 
 async def _auth(channel: grpc.aio.Channel) -> tuple[str, str]:
@@ -90,7 +94,7 @@ async def test_an_unhandled_error_is_logged_once_with_traceback_and_ids(
         ("traceparent", f"00-{TRACE_ID}-00f067aa0ba902b7-01"),
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await channel.unary_unary(BROKEN)(b"", metadata=metadata)
+        await _broken(channel)(b"", metadata=metadata)
     assert caught.value.code() is grpc.StatusCode.INTERNAL
     assert "broke" not in (caught.value.details() or "")
     lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
@@ -113,7 +117,7 @@ async def test_a_direct_call_without_a_request_id_gets_one(
     channel: grpc.aio.Channel, json_lines: io.StringIO
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError):
-        await channel.unary_unary(BROKEN)(b"", metadata=(await _auth(channel),))
+        await _broken(channel)(b"", metadata=(await _auth(channel),))
     lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
     access = [
         line for line in lines if line.get("rpc") == BROKEN and line["logger"] == "todo.access"

@@ -108,11 +108,13 @@ class ConsoleFormatter(logging.Formatter):
 def configure(level: str, log_format: LogFormat) -> None:
     """Send every logger's lines to stderr at `level`, formatted as `log_format`.
 
-    Records skip what no line shows (thread names, the multiprocessing lookup per
-    record: the process name is read once here, in the process that logs).
+    Records skip what no line shows (thread names, the caller's file and line, the
+    multiprocessing lookup per record: the process name is read once here, in the process
+    that logs); `logging`'s own source documents `_srcfile = None` for this.
     """
     logging.logThreads = False
     logging.logMultiprocessing = False
+    logging._srcfile = None  # no caller lookup: no line shows a file or line number
     _process[0] = multiprocessing.current_process().name
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else ConsoleFormatter())

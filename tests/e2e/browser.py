@@ -127,9 +127,15 @@ async def chromium() -> AsyncIterator[Browser]:
 
 
 @contextlib.asynccontextmanager
-async def open_page(chromium: Browser, origin: Origin) -> AsyncIterator[Page]:
-    """A fresh browser context with one page loaded from `origin`."""
-    context = await chromium.new_context()
+async def open_page(
+    chromium: Browser, origin: Origin, *, ignore_https_errors: bool = False
+) -> AsyncIterator[Page]:
+    """A fresh browser context (own cache and connections) with one page loaded from `origin`.
+
+    `ignore_https_errors`: accept a certificate the browser does not trust, such as the
+    development certificate `make run` serves HTTPS (HTTP/2) with.
+    """
+    context = await chromium.new_context(ignore_https_errors=ignore_https_errors)
     try:
         page = await context.new_page()
         await page.goto(origin.url + "/")

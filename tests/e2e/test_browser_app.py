@@ -3,29 +3,23 @@
 The page (tests/e2e/spa_client.js) uses only `fetch` in cors mode, a Bearer header, JSON
 bodies and ReadableStream, as a frontend would. It runs the main flow, reads every kind of
 answer the edge gives (Envoy's own errors included) from JavaScript, streams NDJSON, sees a
-watch event arrive after a write, sends tracing headers, and holds 10 watch streams over
-HTTP/2 (the development HTTPS on the same port) while other calls stay fast, where over
-HTTP/1.1 the 7th request stalls behind 6 open streams. A foreign origin reads nothing.
+watch event arrive after a write and sends tracing headers (many streams at once, over
+HTTP/1.1 and HTTP/2: test_browser_connections.py). A foreign origin reads nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser
 
-from tests.e2e.browser import Origin, open_page
+from tests.e2e.browser import Origin, open_spa, sign_up
 from tests.e2e.conftest import EXTRA_CORS_HEADER, Stack
 
 pytestmark = pytest.mark.e2e
 
-SPA_CLIENT = Path(__file__).with_name("spa_client.js")
 TRACE_HEADERS = {
     "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     "tracestate": "vendor=opaque",
@@ -35,32 +29,6 @@ TRACE_HEADERS = {
     "cache-control": "no-cache",
     EXTRA_CORS_HEADER: "acme",  # allowed by TODO_CORS_ALLOW_HEADERS
 }
-
-
-def _https(stack: Stack) -> str:
-    """The same Envoy port over HTTPS (development certificate): HTTP/2 for browsers."""
-    return stack.rest.replace("http://127.0.0.1:", "https://localhost:")
-
-
-@contextlib.asynccontextmanager
-async def spa(
-    chromium: Browser, origin: Origin, base: str, *, https: bool = False
-) -> AsyncIterator[Page]:
-    """A page on `origin` with the SPA client loaded, calling the API at `base`."""
-    async with open_page(chromium, origin, ignore_https_errors=https) as page:
-        await page.add_script_tag(path=str(SPA_CLIENT))
-        await page.evaluate("(base) => { api.base = base; }", base)
-        yield page
-
-
-def _email() -> str:
-    return f"spa-{uuid.uuid4().hex[:12]}@example.com"
-
-
-async def _sign_up(page: Page) -> dict[str, Any]:
-    result: dict[str, Any] = await page.evaluate("(e) => api.signUp(e)", _email())
-    assert result["login"]["status"] == 200, result
-    return result
 
 
 MAIN_FLOW = """async (email) => {
@@ -92,8 +60,9 @@ MAIN_FLOW = """async (email) => {
 
 
 async def test_main_flow(chromium: Browser, app_origin: Origin, stack: Stack) -> None:
-    async with spa(chromium, app_origin, stack.rest) as page:
-        out: dict[str, Any] = await page.evaluate(MAIN_FLOW, _email())
+    async with open_spa(chromium, app_origin, stack.rest) as page:
+        email = f"spa-{uuid.uuid4().hex[:12]}@example.com"
+        out: dict[str, Any] = await page.evaluate(MAIN_FLOW, email)
     statuses = {step: answer.get("status", answer.get("error")) for step, answer in out.items()}
     assert statuses == {
         "register": 201,
@@ -147,8 +116,8 @@ ERRORS = """async ({lone}) => {
 async def test_every_kind_of_answer_is_readable_from_javascript(
     chromium: Browser, app_origin: Origin, stack: Stack, lone_edge: str
 ) -> None:
-    async with spa(chromium, app_origin, stack.rest) as page:
-        await _sign_up(page)
+    async with open_spa(chromium, app_origin, stack.rest) as page:
+        await sign_up(page)
         out: dict[str, Any] = await page.evaluate(ERRORS, {"lone": lone_edge})
     expected = {
         "outsideApi": (404, "ROUTE_NOT_FOUND"),
@@ -187,8 +156,8 @@ NDJSON_AND_WATCH = """async () => {
 async def test_ndjson_stream_and_a_watch_event_after_a_write(
     chromium: Browser, app_origin: Origin, stack: Stack
 ) -> None:
-    async with spa(chromium, app_origin, stack.rest) as page:
-        await _sign_up(page)
+    async with open_spa(chromium, app_origin, stack.rest) as page:
+        await sign_up(page)
         streamed: dict[str, Any] = await page.evaluate(NDJSON_AND_WATCH)
         assert streamed.get("status") == 200, streamed
         assert streamed["contentType"].startswith("application/json")
@@ -215,8 +184,8 @@ async def test_ndjson_stream_and_a_watch_event_after_a_write(
 async def test_tracing_headers_pass_the_preflight(
     chromium: Browser, app_origin: Origin, stack: Stack
 ) -> None:
-    async with spa(chromium, app_origin, stack.rest) as page:
-        await _sign_up(page)
+    async with open_spa(chromium, app_origin, stack.rest) as page:
+        await sign_up(page)
         traced = await page.evaluate(
             "(h) => api.call('GET', '/api/v1/users/me', {headers: h})", TRACE_HEADERS
         )
@@ -243,91 +212,7 @@ FOREIGN = """async () => ({
 async def test_a_foreign_origin_reads_nothing(
     chromium: Browser, foreign_origin: Origin, stack: Stack
 ) -> None:
-    async with spa(chromium, foreign_origin, stack.rest) as page:
+    async with open_spa(chromium, foreign_origin, stack.rest) as page:
         out: dict[str, Any] = await page.evaluate(FOREIGN)
     for name, answer in out.items():
         assert "Failed to fetch" in answer.get("error", ""), (name, answer)
-
-
-def _p99(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[math.ceil(0.99 * len(ordered)) - 1]
-
-
-OPEN_WATCHES = """async ([count, base]) => {
-  for (let i = 0; i < count; i++) api.openWatch("w" + i, base);
-}"""
-TIMED_CALLS = """async ([count, base]) => {
-  const ms = [];
-  for (let i = 0; i < count; i++) {
-    const r = await api.call("GET", "/api/v1/users/me", {base, timeoutMs: 5000});
-    if (r.status !== 200) return {failed: r};
-    ms.push(r.ms);
-  }
-  return {ms};
-}"""
-
-
-async def _record_protocols(page: Page) -> set[str]:
-    """A set that collects the protocol of every response the page gets ("h2", "http/1.1").
-
-    From Chromium's DevTools protocol: Resource Timing hides it for cross-origin requests.
-    """
-    protocols: set[str] = set()
-    session = await page.context.new_cdp_session(page)
-    await session.send("Network.enable")
-    session.on("Network.responseReceived", lambda e: protocols.add(e["response"]["protocol"]))
-    return protocols
-
-
-async def test_ten_watch_streams_over_http2_leave_other_calls_fast(
-    chromium: Browser, app_origin: Origin, stack: Stack
-) -> None:
-    base = _https(stack)
-    async with spa(chromium, app_origin, base, https=True) as page:
-        protocols = await _record_protocols(page)
-        await _sign_up(page)
-        await page.evaluate(OPEN_WATCHES, [10, base])
-        await page.wait_for_function(
-            "Object.values(api.watches).every(w => w.events.length >= 1)", timeout=20000
-        )
-        timed: dict[str, Any] = await page.evaluate(TIMED_CALLS, [100, base])
-        watches = await page.evaluate(
-            "Object.values(api.watches).map(w => [w.status, w.error, w.events.length])"
-        )
-    assert "failed" not in timed, timed
-    assert all(status == 200 and error is None for status, error, _ in watches), watches
-    assert protocols == {"h2"}, protocols  # every request and stream on one HTTP/2 connection
-    p99 = _p99(timed["ms"])
-    p50 = sorted(timed["ms"])[49]
-    print(f"\n10 watch streams over h2: 100 GETs p50 {p50:.1f} ms, p99 {p99:.1f} ms")
-    assert p99 <= 100, sorted(timed["ms"])[-5:]
-
-
-STALLED = """async (base) => {
-  const stalled = await api.call("GET", "/api/v1/users/me", {base, timeoutMs: 2000});
-  api.closeWatch("w0");
-  const after = await api.call("GET", "/api/v1/users/me", {base, timeoutMs: 10000});
-  return {stalled, after};
-}"""
-
-
-async def test_over_http1_six_watch_streams_stall_the_seventh_request(
-    chromium: Browser, app_origin: Origin, stack: Stack
-) -> None:
-    """Why `make run` serves HTTPS too: Chromium opens at most 6 HTTP/1.1 connections per host."""
-    async with spa(chromium, app_origin, stack.rest) as page:
-        protocols = await _record_protocols(page)
-        await _sign_up(page)
-        await page.evaluate("api.call('GET', '/api/v1/users/me')")  # preflight now cached
-        await page.evaluate(OPEN_WATCHES, [6, stack.rest])
-        await page.wait_for_function(
-            "Object.values(api.watches).every(w => w.events.length >= 1)", timeout=20000
-        )
-        out: dict[str, Any] = await page.evaluate(STALLED, stack.rest)
-        for i in range(1, 6):
-            await page.evaluate(f"api.closeWatch('w{i}')")
-    assert "TimeoutError" in out["stalled"].get("error", ""), out  # waited 2 s for a connection
-    assert out["after"].get("status") == 200, out  # one stream closed: it goes through at once
-    assert out["after"]["ms"] < 1000, out
-    assert protocols == {"http/1.1"}, protocols

@@ -79,6 +79,9 @@ TLS_INSPECTOR = {
         "TlsInspector"
     },
 }
+CORS_MAX_AGE_S = 600
+"""How long browsers may cache a preflight's answer."""
+
 PLAINTEXT_CHAIN = "{filters: *edge_filters}"
 """The listener's default filter chain beside a TLS-only one: the same filters, no TLS."""
 
@@ -147,6 +150,26 @@ def _transport_socket(files: tuple[Path, Path] | None) -> dict[str, object] | No
     }
 
 
+def public_cors_headers(allow_headers: Sequence[str]) -> list[dict[str, object]]:
+    """Static CORS headers for a direct_response route serving a public document.
+
+    Envoy's cors filter skips direct responses, so such a route (docs, OpenAPI) adds these
+    itself: any origin may read it (it is public and nothing is credentialed), and a
+    preflight, answered by the same direct response, allows `allow_headers`.
+    """
+    values = {
+        "access-control-allow-origin": "*",
+        "access-control-allow-methods": "GET, OPTIONS",
+        "access-control-allow-headers": ", ".join(allow_headers),
+        "access-control-expose-headers": ", ".join(CORS_EXPOSE_HEADERS),
+        "access-control-max-age": str(CORS_MAX_AGE_S),
+    }
+    return [
+        {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        for key, value in values.items()
+    ]
+
+
 def codec_header_limit_kb(limit_kb: int) -> int:
     """Envoy's codec limit on a request header block: a backstop above the configured limit.
 
@@ -207,7 +230,7 @@ def render_envoy_config(
     envoy_dir = Path(__file__).resolve().parent.parent / "envoy"
     source = (template or envoy_dir / "envoy.yaml").read_text(encoding="utf-8")
     origins = settings.cors_origins if cors_origins is None else cors_origins
-    allow_headers = dict.fromkeys([*CORS_ALLOW_HEADERS, *settings.cors_allow_headers])
+    allow_headers = list(dict.fromkeys([*CORS_ALLOW_HEADERS, *settings.cors_allow_headers]))
     certificate = _certificate_files(settings)
     beside_plain = certificate is not None and not settings.tls_enabled  # development
     upstream = _upstream_host(settings.grpc_host)
@@ -228,7 +251,9 @@ def render_envoy_config(
         "cors_allowed_origins": [{"exact": origin} for origin in origins],
         "cors_allow_headers": ", ".join(allow_headers),
         "cors_expose_headers": ", ".join(CORS_EXPOSE_HEADERS),
+        "cors_max_age": str(CORS_MAX_AGE_S),
         "codec_reply_allow_origin": "*" if origins else "",
+        "public_cors_headers": public_cors_headers(allow_headers),
         "max_request_header_bytes": settings.max_request_headers_kb * 1024,
         "codec_max_request_headers_kb": codec_header_limit_kb(settings.max_request_headers_kb),
         "gzip_min_bytes": settings.gzip_min_bytes,

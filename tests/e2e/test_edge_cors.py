@@ -42,8 +42,22 @@ def test_health_and_later_routes_are_readable(http: httpx.Client) -> None:
     health = http.get("/healthz", headers=ORIGIN)
     assert health.status_code == 200
     _readable(health)
-    for path in ("/docs", "/openapi.json"):  # issue 11's routes: 200 once they exist, else 404
-        _readable(http.get(path, headers=ORIGIN))
+    # The docs routes (public documents, direct responses: "*" by edge.public_cors_headers)
+    # or, where there are none, the catch-all's 404.
+    for path in ("/docs", "/openapi.json"):
+        got = http.get(path, headers=ORIGIN)
+        _readable(got, origin=got.headers.get("access-control-allow-origin", "missing"))
+        assert got.headers["access-control-allow-origin"] in (ALLOWED_ORIGIN, "*")
+        preflight = http.options(
+            path,
+            headers={
+                **ORIGIN,
+                "access-control-request-method": "GET",
+                "access-control-request-headers": "traceparent",
+            },
+        )
+        assert "traceparent" in preflight.headers["access-control-allow-headers"], path
+        assert preflight.headers["access-control-allow-origin"] in (ALLOWED_ORIGIN, "*")
 
 
 def test_413_and_431_are_readable(http: httpx.Client, alice: Account) -> None:

@@ -128,3 +128,31 @@ def test_envoy_accepts_the_configuration(tmp_path: Path, tls: str) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_public_documents_carry_their_own_cors_headers(tmp_path: Path) -> None:
+    """A direct_response route (skipped by the cors filter) with ${public_cors_headers}."""
+    route = (
+        "              - match: {path: /public.json}\n"
+        '                direct_response: {status: 200, body: {inline_string: "{}"}}\n'
+        "                response_headers_to_add: ${public_cors_headers}\n"
+    )
+    source = (Path(edge.__file__).parent.parent / "envoy" / "envoy.yaml").read_text()
+    anchor = "              - match: {prefix: /}\n"
+    template = tmp_path / "template.yaml"
+    template.write_text(source.replace(anchor, route + anchor))
+    settings = Settings(dev_tls=False, cors_allow_headers=("x-tenant",))
+    config = edge.render_envoy_config(settings, template=template)
+    headers = {h["header"]["key"]: h["header"]["value"] for h in edge.public_cors_headers(["a"])}
+    assert headers["access-control-allow-origin"] == "*"
+    assert "x-request-id" in headers["access-control-expose-headers"]
+    public = config.split("/public.json")[1].split("- match")[0]
+    assert "traceparent" in public and "x-tenant" in public  # the same list as the policy
+    path = tmp_path / "envoy.yaml"
+    path.write_text(config)
+    result = subprocess.run(
+        [edge.envoy_binary(), "--mode", "validate", "-c", str(path), "--log-level", "error"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -63,6 +63,7 @@ async def test_ten_watch_streams_over_http2_leave_other_calls_fast(
     async with open_spa(chromium, app_origin, base, https=True) as page:
         protocols = await _record_protocols(page)
         await sign_up(page)
+        alone: dict[str, Any] = await page.evaluate(TIMED_CALLS, [100, base])
         await page.evaluate(OPEN_WATCHES, [10, base])
         await page.wait_for_function(
             "Object.values(api.watches).every(w => w.events.length >= 1)", timeout=20000
@@ -71,13 +72,18 @@ async def test_ten_watch_streams_over_http2_leave_other_calls_fast(
         watches = await page.evaluate(
             "Object.values(api.watches).map(w => [w.status, w.error, w.events.length])"
         )
-    assert "failed" not in timed, timed
+    assert "failed" not in timed and "failed" not in alone, (alone, timed)
     assert all(status == 200 and error is None for status, error, _ in watches), watches
     assert protocols == {"h2"}, protocols  # every request and stream on one HTTP/2 connection
-    p99 = _p99(timed["ms"])
-    p50 = sorted(timed["ms"])[49]
-    print(f"\n10 watch streams over h2: 100 GETs p50 {p50:.1f} ms, p99 {p99:.1f} ms")
-    assert p99 <= 100, sorted(timed["ms"])[-5:]
+    p99, p99_alone = _p99(timed["ms"]), _p99(alone["ms"])
+    p50, p50_alone = sorted(timed["ms"])[49], sorted(alone["ms"])[49]
+    print(
+        f"\n100 GETs over h2: without streams p50 {p50_alone:.1f} ms, p99 {p99_alone:.1f} ms;"
+        f" with 10 watch streams open p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+    )
+    # 100 ms is the target; on a machine so loaded that calls without any stream already take
+    # longer, 3 times that. Over HTTP/1.1 the same calls wait seconds (the test below).
+    assert p99 <= max(100.0, 3 * p99_alone), (p99_alone, sorted(timed["ms"])[-5:])
 
 
 STALLED = """async (base) => {

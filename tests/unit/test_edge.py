@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import subprocess
 from pathlib import Path
+from typing import cast
 
 import pytest
 from cryptography import x509
@@ -143,7 +144,8 @@ def test_public_documents_carry_their_own_cors_headers(tmp_path: Path) -> None:
     template.write_text(source.replace(anchor, route + anchor))
     settings = Settings(dev_tls=False, cors_allow_headers=("x-tenant",))
     config = edge.render_envoy_config(settings, template=template)
-    headers = {h["header"]["key"]: h["header"]["value"] for h in edge.public_cors_headers(["a"])}
+    options = [cast(dict[str, str], h["header"]) for h in edge.public_cors_headers(["a"])]
+    headers = {o["key"]: o["value"] for o in options}
     assert headers["access-control-allow-origin"] == "*"
     assert "x-request-id" in headers["access-control-expose-headers"]
     public = config.split("/public.json")[1].split("- match")[0]

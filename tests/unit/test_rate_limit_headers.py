@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 import uuid
 from typing import Any
@@ -55,7 +54,7 @@ class Context:
 
 async def _call(interceptor: RateLimitInterceptor, user: uuid.UUID) -> dict[str, str]:
     """One REST call through the interceptor: its RateLimit-* headers, or the refusal's."""
-    principal = domain.Principal(user, uuid.uuid4(), "jti", dt.datetime.now(dt.UTC))
+    principal = domain.Principal(user, uuid.uuid4())
     token = principal_ctx.bind(principal)
     context = Context()
 

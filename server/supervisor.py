@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from server import app, edge
+from server import app, devcert, edge
 from server.config import Settings
 from server.db import database
 from server.observability import exposition, logs
@@ -154,6 +154,7 @@ class _Cluster:
                 f"REST:  {scheme}://{s.envoy_host}:{s.envoy_port}/api/v1/...",
                 f"gRPC:  {s.envoy_host}:{s.envoy_port} ({grpc_kind}, through Envoy)",
                 f"health: {scheme}://{s.envoy_host}:{s.envoy_port}/healthz",
+                *_browser_lines(s),
                 f"Envoy admin: http://127.0.0.1:{s.envoy_admin_port}"
                 f" (Prometheus: /stats/prometheus)",
                 f"Envoy access log: {s.envoy_access_log_path}",
@@ -193,6 +194,17 @@ def _git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() or "unknown"
+
+
+def _browser_lines(settings: Settings) -> list[str]:
+    """Where a browser gets HTTP/2: the same port over HTTPS, with the development cert."""
+    if not settings.dev_tls_enabled:
+        return []
+    cert = devcert.DevCertificate.in_folder(settings.data_dir).cert_file
+    return [
+        f"browsers (HTTP/2): https://localhost:{settings.envoy_port}/api/v1/... "
+        f"(development certificate {cert}; README: Using it from a web frontend)"
+    ]
 
 
 def _wait_for_port(host: str, port: int, stop: threading.Event, timeout_s: float = 60) -> None:

@@ -200,12 +200,13 @@ def test_every_label_is_from_a_bounded_vocabulary() -> None:
 
 
 def test_envoy_traces_and_logs_as_configured(tmp_path: Path) -> None:
-    quiet = edge.render_envoy_config(Settings(data_dir=tmp_path))
+    quiet = edge.render_envoy_config(Settings(data_dir=tmp_path, dev_tls=False))
     assert "random_sampling: {value: 0}" in quiet and "port_value: 9}" in quiet
     assert str((tmp_path / "envoy-access.log").resolve()) in quiet
     traced = edge.render_envoy_config(
         Settings(
             data_dir=tmp_path,
+            dev_tls=False,
             otlp_endpoint="http://collector.example:4317",
             trace_sample_percent=10,
             envoy_access_log=Path("/dev/stdout"),

@@ -157,14 +157,20 @@ class Settings:
     """REST JSON responses at least this large are gzip-compressed for clients that
     send `Accept-Encoding: gzip` (auth responses never are)."""
 
-    def __post_init__(self) -> None:
+    require_secrets: dataclasses.InitVar[bool] = True
+    """Whether to refuse the placeholder JWT secret in production (at construction only, not
+    a field). Commands that never sign or verify a token (`migrate`, `backup`, `edge`, ...)
+    pass False, so a migration job or the Envoy container needs no signing key."""
+
+    def __post_init__(self, require_secrets: bool) -> None:
         if self.environment not in ("development", "production"):
             raise ConfigError(
                 f"TODO_ENV must be development or production, not {self.environment!r}"
             )
         if len(self.jwt_secret) < 32:
             raise ConfigError("TODO_JWT_SECRET must be at least 32 characters")
-        if self.environment == "production" and self.jwt_secret == PLACEHOLDER_SECRET:
+        placeholder = self.jwt_secret == PLACEHOLDER_SECRET
+        if require_secrets and self.environment == "production" and placeholder:
             raise ConfigError("TODO_JWT_SECRET must be set to a real secret in production")
         if not 4 <= self.bcrypt_rounds <= 31:
             raise ConfigError("TODO_BCRYPT_ROUNDS must be between 4 and 31")
@@ -232,13 +238,15 @@ class Settings:
         return [self.grpc_port + i for i in range(self.workers)]
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, require_secrets: bool = True
+    ) -> Settings:
         """Build settings from environment variables (see the README's table).
 
         Any variable may instead name a file holding its value in `<NAME>_FILE`
         (`TODO_JWT_SECRET_FILE=/run/secrets/jwt_secret`), so secrets can come from mounted
         files rather than the environment; surrounding whitespace is stripped. Setting both
-        is an error.
+        is an error. `require_secrets`: as the init-only field of that name.
         """
         env = os.environ if env is None else env
         values: dict[str, object] = {}
@@ -248,7 +256,7 @@ class Settings:
             if raw is None or raw == "":
                 continue
             values[field.name] = _parse(name, raw, field.type)
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values, require_secrets=require_secrets)  # type: ignore[arg-type]
 
 
 def _read(env: Mapping[str, str], name: str) -> str | None:

@@ -46,7 +46,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _with_upstreams(settings: Settings, args: argparse.Namespace) -> Settings:
     if not args.upstream:
         return settings
-    return dataclasses.replace(settings, envoy_upstreams=tuple(args.upstream))
+    return dataclasses.replace(
+        settings, envoy_upstreams=tuple(args.upstream), require_secrets=False
+    )
 
 
 def envoy_config_command(settings: Settings, args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import alembic.util
 import psycopg
+import sqlalchemy.exc
 
 from server import errors, supervisor
 from server.cli import backup, edge_config, pg_tools, probe, schema, seed
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the database (embedded unless DATABASE_URL), the server processes and Envoy",
         description=supervisor.__doc__,
     )
-    serve.set_defaults(handler=serve_command)
+    serve.set_defaults(handler=serve_command, signs_tokens=True)
     schema.add_commands(commands)
     seed.add_command(commands)
     backup.add_commands(commands)
@@ -71,14 +72,19 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return USAGE
     logging.basicConfig(level=logging.WARNING, format="    %(message)s")
     try:
-        return int(args.handler(Settings.from_env(env), args))
+        # Only `serve` signs and verifies tokens: the rest run without the JWT key.
+        settings = Settings.from_env(env, require_secrets=getattr(args, "signs_tokens", False))
+        return int(args.handler(settings, args))
     except ConfigError as error:
         return _fail(USAGE, f"configuration: {error}")
     except errors.InvalidArgument as error:
         return _fail(USAGE, str(error))
-    except psycopg.OperationalError as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error)
-        return _fail(UNREACHABLE, f"cannot reach the database: {reason}")
+    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as error:
+        cause = getattr(error, "orig", None) or error  # SQLAlchemy wraps psycopg's error
+        lines = str(cause).strip().splitlines()
+        return _fail(
+            UNREACHABLE, f"cannot reach the database: {lines[0] if lines else repr(cause)}"
+        )
     except (pg_tools.ToolError, alembic.util.CommandError) as error:
         return _fail(FAILED, str(error))
     except KeyboardInterrupt:

@@ -38,7 +38,7 @@ def check_health_command(settings: Settings, args: argparse.Namespace) -> int:
     Targets default to the processes `serve` starts here (TODO_GRPC_HOST, TODO_GRPC_PORT,
     TODO_WORKERS); Envoy's port works too, as it routes Health calls to a server process.
     """
-    local = dataclasses.replace(settings, envoy_upstreams=())
+    local = dataclasses.replace(settings, envoy_upstreams=(), require_secrets=False)
     targets = args.target or [f"{host}:{port}" for host, port in edge.upstream_addresses(local)]
     failed = 0
     for target in targets:

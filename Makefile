@@ -26,8 +26,7 @@ $(STAMP): pyproject.toml requirements/dev.lock
 	@$(PY) -m pip install --quiet --upgrade pip
 	@$(PY) -m pip install --quiet --require-hashes -r requirements/dev.lock
 	@$(PY) -m pip install --quiet --no-deps -e .
-	@$(PY) -m pip check >/dev/null || { $(PY) -m pip check; \
-	  echo "requirements/dev.lock does not match pyproject.toml: run 'make lock'"; exit 1; }
+	@$(PY) .ci/check-lock
 	@touch $@
 
 venv: $(STAMP)  ## Create the virtualenv with every dependency
@@ -88,12 +87,16 @@ bench-scale: $(STAMP)  ## Query latency with 5M tasks, 1M of them one user's (ab
 
 LOCK := $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -q
 
-lock: $(STAMP)  ## Re-resolve requirements/*.lock after a pin in pyproject.toml changed (keeps the rest)
+$(VENV)/bin/uv:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet "$$(grep -o 'uv==[0-9.]*' pyproject.toml)"
+
+lock: $(VENV)/bin/uv  ## Re-resolve requirements/*.lock after a pin in pyproject.toml changed (keeps the rest)
 	@$(LOCK) -o requirements/prod.lock
 	@$(LOCK) --extra dev -o requirements/dev.lock
 	@echo "==> requirements/prod.lock and requirements/dev.lock updated: review and commit them"
 
-lock-upgrade: $(STAMP)  ## Re-resolve the locks to the newest versions the pins allow
+lock-upgrade: $(VENV)/bin/uv  ## Re-resolve the locks to the newest versions the pins allow
 	@$(LOCK) --upgrade -o requirements/prod.lock
 	@$(LOCK) --upgrade --extra dev -o requirements/dev.lock
 

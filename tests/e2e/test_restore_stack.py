@@ -31,12 +31,22 @@ def _healthy(base: int) -> bool:
 
 @contextlib.contextmanager
 def _stack(data: Path, database_url: str) -> Iterator[httpx.Client]:
-    """A running stack on `database_url` and a REST client for its Envoy."""
-    with (
-        running_stack(data, database_url, ENV, _healthy) as base,
-        httpx.Client(base_url=f"http://127.0.0.1:{base + WORKERS}", timeout=10) as http,
-    ):
-        yield http
+    """A running stack on `database_url` and a REST client for its Envoy.
+
+    On this shared machine another job can take one of the free ports between their choice
+    and the bind; the stack then exits at once, and is started again on other ports.
+    """
+    for attempt in range(3):
+        with contextlib.ExitStack() as resources:
+            try:
+                base = resources.enter_context(running_stack(data, database_url, ENV, _healthy))
+            except RuntimeError as error:
+                if "Address already in use" not in str(error) or attempt == 2:
+                    raise
+                continue
+            rest = f"http://127.0.0.1:{base + WORKERS}"
+            yield resources.enter_context(httpx.Client(base_url=rest, timeout=10))
+            return
 
 
 @pytest.fixture

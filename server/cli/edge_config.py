@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from server import edge
+from server import devcert, edge
 from server.config import Settings
 
 OK = 0
@@ -52,8 +52,14 @@ def _with_upstreams(settings: Settings, args: argparse.Namespace) -> Settings:
 
 
 def envoy_config_command(settings: Settings, args: argparse.Namespace) -> int:
-    """Render Envoy's configuration (listener, TLS, CORS, limits, upstream cluster)."""
-    rendered = edge.render_envoy_config(_with_upstreams(settings, args))
+    """Render Envoy's configuration (listener, TLS, CORS, limits, upstream cluster).
+
+    In development this makes the development certificate first, as `serve` does.
+    """
+    settings = _with_upstreams(settings, args)
+    if settings.dev_tls_enabled:
+        devcert.ensure(settings.data_dir)
+    rendered = edge.render_envoy_config(settings)
     if args.output is None:
         sys.stdout.write(rendered)
     else:

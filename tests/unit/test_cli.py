@@ -105,7 +105,7 @@ def test_a_bad_setting_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
 def test_envoy_config_renders_dns_upstreams(tmp_path: Path) -> None:
     out = tmp_path / "envoy.yaml"
     argv = ["envoy-config", "--upstream", "todo:50051", "--upstream", "todo:50052", "-o", str(out)]
-    assert main.main(argv, env={}) == main.OK
+    assert main.main(argv, env={"TODO_DATA_DIR": str(tmp_path)}) == main.OK
     config = out.read_text()
     assert (
         'type: "STRICT_DNS"' in config

@@ -26,6 +26,8 @@ from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 from server.config import Settings
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+ALERT_RULES = Path(__file__).resolve().parents[2] / "ops" / "alerts.yml"
+"""The checked-in alert rules (in a source checkout; an installed wheel does not carry ops/)."""
 
 
 def prepare(settings: Settings) -> Path:
@@ -61,7 +63,7 @@ def scrape_config(settings: Settings, interval_s: float = 15.0) -> str:
             "scrape_interval": f"{interval_s:g}s",
             "evaluation_interval": f"{interval_s:g}s",
         },
-        "rule_files": [str(Path(__file__).resolve().parents[2] / "ops" / "alerts.yml")],
+        "rule_files": [str(path) for path in (ALERT_RULES,) if path.is_file()],
         "scrape_configs": [
             {
                 "job_name": "todo",

@@ -3,7 +3,9 @@
 Subclasses implement `around_unary` (an awaitable around one unary call) and
 `around_stream` (an async generator around a server-streaming call), so the
 interceptor's code runs in the handler's own context: a contextvar set there
-is seen by the handler. Client-streaming handlers are not used by this service.
+is seen by the handler. A streaming handler that sends with `context.write`
+is adapted to a generator first (`write_style.py`). Client-streaming handlers
+are not used by this service (reflection's are passed through unwrapped).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any, TypeAlias, cast
 
 import grpc
 import grpc.aio
+
+from server.interceptors import write_style
 
 UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 StreamBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
@@ -43,6 +47,9 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
             )
         if handler.unary_stream is not None:
             inner_stream = cast(StreamBehavior, handler.unary_stream)
+            if write_style.is_write_style(inner_stream):  # Health/Watch: see write_style.py
+                write_behavior = cast(write_style.WriteStyleBehavior, handler.unary_stream)
+                inner_stream = write_style.as_generator(write_behavior)
 
             async def stream(
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]

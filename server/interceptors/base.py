@@ -21,6 +21,7 @@ from server.interceptors import write_style
 UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 StreamBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Deserializer = Callable[[bytes], Any]
 
 
 class WrappingInterceptor(grpc.aio.ServerInterceptor):
@@ -43,7 +44,7 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
                 return await self.around_unary(method, inner_unary, request, context)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer
+                unary, self.deserializer(handler.request_deserializer), handler.response_serializer
             )
         if handler.unary_stream is not None:
             inner_stream = cast(StreamBehavior, handler.unary_stream)
@@ -58,9 +59,13 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
                     yield response
 
             return grpc.unary_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer
+                stream, self.deserializer(handler.request_deserializer), handler.response_serializer
             )
         return handler
+
+    def deserializer(self, inner: Deserializer | None) -> Deserializer | None:
+        """The request deserializer to use instead of `inner`; the default keeps it."""
+        return inner
 
     async def around_unary(
         self,

@@ -175,3 +175,21 @@ def test_grpc_refuses_control_characters_naming_the_field(
     error = raised.value
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error  # type: ignore[attr-defined]
     assert _details(error) == ([field], REASON)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"\x0a\x02me\x12\x01\xff", b"\x0a\x02me\x12\x03\xed\xa0\x80", b"\xff\xff\xff"],
+    ids=["invalid UTF-8", "a UTF-8-encoded surrogate", "not protobuf"],
+)
+def test_grpc_bytes_that_do_not_parse_are_invalid_argument_not_unknown(
+    ch: grpc.Channel, alice: Account, body: bytes
+) -> None:
+    create = ch.unary_unary("/todo.v1.TaskService/CreateTask")
+    with pytest.raises(grpc.RpcError) as raised:
+        create(body, metadata=alice.metadata)
+    error = raised.value
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error  # type: ignore[attr-defined]
+    assert _details(error) == ([], "MALFORMED_REQUEST")
+    assert "todo.v1.CreateTaskRequest" in error.details()  # type: ignore[attr-defined]
+    assert "DecodeError" not in error.details()  # type: ignore[attr-defined]

@@ -71,3 +71,19 @@ def test_the_answer_is_bounded() -> None:
         tasks=[task_service_pb2.NewTask(title="\x00", description="\x00") for _ in range(500)]
     )
     assert len(text_safety.violations(request)) == text_safety.MAX_VIOLATIONS
+
+
+def test_the_interceptor_parses_leniently_and_refuses_what_did_not_parse() -> None:
+    from server.interceptors import text_safety as interceptor
+
+    parse = interceptor.TextSafetyInterceptor().deserializer(
+        task_service_pb2.ListTasksRequest.FromString
+    )
+    assert parse is not None
+    request = task_service_pb2.ListTasksRequest(user_id="me", q="milk")
+    assert parse(request.SerializeToString()) == request
+    marker = parse(b"\x0a\x02me\x5a\x01\xff")  # q (field 11) holding invalid UTF-8
+    assert marker == interceptor.Undecodable("todo.v1.ListTasksRequest")
+    with pytest.raises(errors.InvalidArgument) as raised:
+        interceptor._check(marker)
+    assert raised.value.reason == "MALFORMED_REQUEST"

@@ -49,7 +49,8 @@ def _check(request: Any) -> None:
             message=f"the request is not a valid {request.type_name}: "
             "it is not protobuf, or a string in it is not valid UTF-8",
         )
-    text_safety.check(request)
+    if isinstance(request, message.Message):  # generic handlers may take raw bytes
+        text_safety.check(request)
 
 
 class TextSafetyInterceptor(WrappingInterceptor):

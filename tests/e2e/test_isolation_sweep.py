@@ -121,7 +121,7 @@ def _rest_probes(
                   json={"title": "pwned"})  # fmt: skip
         nobody = f"/api/v1/users/{uuid.uuid4()}/tasks"
         hers = f"/api/v1/users/{alice.user_id}/tasks"
-        for method, suffix, body in [
+        her_routes: list[tuple[str, str, Any]] = [
             ("GET", f"/{victim}", None),
             ("PUT", f"/{victim}", {"title": "pwned"}),
             ("PATCH", f"/{victim}", {"title": "pwned"}),
@@ -129,14 +129,15 @@ def _rest_probes(
             ("PATCH", f"/{victim}/complete", {}),
             ("POST", ":batchComplete", {"task_ids": [victim]}),
             ("POST", ":batchDelete", {"task_ids": [victim]}),
-        ]:
+        ]
+        for method, suffix, body in her_routes:
             kw = {"json": body} if body is not None else {}
             probe(f"{method} her task{suffix[:10]} under her id", method, hers + suffix,
                   nobody + suffix, **kw)  # fmt: skip
     for n in range(3):
         nobody = f"/api/v1/users/{uuid.uuid4()}"
         hers = f"/api/v1/users/{alice.user_id}"
-        for method, suffix, kw in [
+        user_routes: list[tuple[str, str, dict[str, Any]]] = [
             ("GET", "/tasks", {}),
             ("GET", "/tasks", {"params": {"q": "secret", "page_size": n + 1}}),
             ("POST", "/tasks", {"json": {"title": "planted"}}),
@@ -151,7 +152,8 @@ def _rest_probes(
             ("POST", "/password", {"json": {"current_password": bob.password,
                                             "new_password": "pwned password"}}),
             ("DELETE", "", {}),
-        ]:  # fmt: skip
+        ]  # fmt: skip
+        for method, suffix, kw in user_routes:
             probe(f"{method} her user{suffix}", method, hers + suffix, nobody + suffix, **kw)
         mine = "/api/v1/users/me/tasks"
         hers_q, nobody_q = {"user_id": alice.user_id}, {"user_id": str(uuid.uuid4())}

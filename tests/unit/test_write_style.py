@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 import pytest
 
@@ -48,7 +49,7 @@ async def test_closing_the_generator_cancels_the_handler() -> None:
             cancelled.set()
             raise
 
-    stream = write_style.as_generator(handler)(0, _Context())  # type: ignore[arg-type]
+    stream = cast(AsyncGenerator[Any, None], write_style.as_generator(handler)(0, _Context()))  # type: ignore[arg-type]
     assert await anext(stream) == "hello"
     await stream.aclose()
     assert cancelled.is_set()

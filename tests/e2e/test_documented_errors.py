@@ -1,7 +1,7 @@
 """Each rpc's documented status codes are the ones it returns.
 
 The codes are read from the rpc and service comments in the descriptor set
-Envoy serves (envoy/todo.binpb, built from protos/ with source info). Every
+Envoy serves (server/envoy/todo.binpb, built from protos/ with source info). Every
 documented code of every rpc must have a case below that provokes it over
 native gRPC, unless EXEMPT says why it cannot be provoked here; every case's
 code must be documented for its rpc; and each case must get exactly that code.
@@ -13,7 +13,6 @@ import dataclasses
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -31,9 +30,9 @@ from todo.v1 import (
     user_pb2_grpc,
 )
 
+from server import resources
 from tests.e2e.conftest import Account, Stack, register_and_login
 
-REPO = Path(__file__).resolve().parents[2]
 CODES = sorted(code.name for code in grpc.StatusCode)
 _CODE = re.compile(r"\b(" + "|".join(CODES) + r")\b")
 _SAME_AS = re.compile(r"Returns as (\w+)")
@@ -60,7 +59,7 @@ RPC_COMMENTS: dict[str, str] = {}
 
 def _documented_codes() -> dict[str, set[str]]:
     """rpc ("Service.Method") -> codes its comments name (OK left out)."""
-    data = (REPO / "envoy" / "todo.binpb").read_bytes()
+    data = resources.descriptor_set().read_bytes()
     files = descriptor_pb2.FileDescriptorSet.FromString(data).file
     codes: dict[str, set[str]] = {}
     same_as: dict[str, str] = {}

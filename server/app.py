@@ -9,7 +9,9 @@ Interceptor order, outermost first:
 3. AuthInterceptor: verifies the bearer token, binds the Principal (and the user id
    into the log context);
 4. RateLimitInterceptor: the caller's per-user request limit (when configured);
-5. UseCaseSpanInterceptor: the use-case span (only when tracing is on).
+5. TextSafetyInterceptor: refuses NUL and other control characters in any
+   string of the request (after auth, so anonymous callers learn nothing more);
+6. UseCaseSpanInterceptor: the use-case span (only when tracing is on).
 
 So an authentication failure or a refused call is mapped by (2) and logged by (1).
 """
@@ -53,6 +55,7 @@ from server.interceptors.auth import AuthInterceptor
 from server.interceptors.errors import ErrorInterceptor
 from server.interceptors.rate_limit import RateLimitInterceptor
 from server.interceptors.telemetry import TelemetryInterceptor, UseCaseSpanInterceptor
+from server.interceptors.text_safety import TextSafetyInterceptor
 from server.observability import metrics, tracing
 from server.servicers.auth_servicer import AuthServicer
 from server.servicers.task_servicer import TaskServicer
@@ -137,6 +140,7 @@ def _interceptors(
                 settings.user_rate_limit, settings.user_rate_burst, settings.workers
             )
         )
+    interceptors.append(TextSafetyInterceptor())
     if tracing.enabled():
         interceptors.append(UseCaseSpanInterceptor())
     return interceptors

@@ -42,13 +42,14 @@ from todo.v1 import (
 
 from server import housekeeping
 from server.adapters.change_feed import ChangeFeed
+from server.adapters.revocation_barrier import RevocationBarrier
 from server.adapters.revocations import SessionRevocations
 from server.adapters.session_check import DatabaseSessionCheck
 from server.adapters.unit_of_work import UnitOfWork
 from server.auth.passwords import PasswordHasher
 from server.auth.tokens import LEEWAY_S, TokenCodec
 from server.config import Settings
-from server.db.listener import NotificationListener
+from server.db.listener import NotificationListener, ready_listeners
 from server.db.pool import Pool, make_pool, ping
 from server.health import HealthMonitor
 from server.interceptors.auth import AuthInterceptor
@@ -99,12 +100,22 @@ async def create_server(
     await pool.open(wait=False)
     stack.push_async_callback(pool.close)
 
-    def uow() -> UnitOfWorkPort:
-        return UnitOfWork(pool)
-
     listener = NotificationListener(settings.database_url)
+
+    async def live_listeners() -> list[str]:
+        async with pool.connection() as connection:
+            return await ready_listeners(connection)
+
+    barrier = RevocationBarrier(listener, live_listeners, settings.revocation_barrier_timeout_s)
+
+    def uow() -> UnitOfWorkPort:
+        return UnitOfWork(pool, barrier.wait)
+
     revocations = SessionRevocations(
-        listener, settings.access_token_ttl_s + LEEWAY_S, DatabaseSessionCheck(uow)
+        listener,
+        settings.access_token_ttl_s + LEEWAY_S,
+        DatabaseSessionCheck(uow),
+        acknowledge=barrier.acknowledge,
     )
     feed = ChangeFeed(listener)
     listener.start()

@@ -91,6 +91,10 @@ class Settings:
     refresh_token_ttl_s: int = 30 * 24 * 3600
     """Lifetime of a refresh token (and its session) in seconds."""
 
+    revocation_barrier_timeout_s: float = 2.0
+    """Longest a revoking call (logout, refresh reuse, password change, account deletion)
+    waits for every server process to acknowledge the revocation before answering anyway."""
+
     bcrypt_rounds: int = 12
     """bcrypt cost factor (4 to 31)."""
 
@@ -224,6 +228,8 @@ class Settings:
             raise ConfigError("need 1 <= TODO_DB_POOL_MIN <= TODO_DB_POOL_MAX")
         if self.access_token_ttl_s <= 0 or self.refresh_token_ttl_s <= 0:
             raise ConfigError("token lifetimes must be positive")
+        if not 0 <= self.revocation_barrier_timeout_s <= 60:
+            raise ConfigError("TODO_REVOCATION_BARRIER_TIMEOUT_S must be between 0 and 60")
         self._check_keys()
         self._check_limits()
         self._check_edge()

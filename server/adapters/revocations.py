@@ -11,6 +11,10 @@ On every (re)connect the listener first LISTENs, then reloads the recent
 revocations in full, so a notification lost while disconnected cannot leave
 a revoked token usable. Until the listener is ready, and whenever it is
 down, `is_active` asks the database instead: slower, never wrong.
+
+After applying a notification the process acknowledges it (`acknowledge`,
+see `adapters/revocation_barrier.py`), so the revoking call can wait until
+every process has it before answering.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from server.auth.sessions import SessionCheck
 from server.db import executor
@@ -33,9 +38,14 @@ class SessionRevocations:
     """`SessionCheck` from an in-memory set kept current by LISTEN/NOTIFY."""
 
     def __init__(
-        self, listener: NotificationListener, window_s: float, fallback: SessionCheck
+        self,
+        listener: NotificationListener,
+        window_s: float,
+        fallback: SessionCheck,
+        acknowledge: Callable[[uuid.UUID], None] = lambda _: None,
     ) -> None:
         self._window_s = window_s
+        self._acknowledge = acknowledge
         self._fallback = fallback
         self._revoked: dict[uuid.UUID, float] = {}
         self._ready = False
@@ -79,9 +89,12 @@ class SessionRevocations:
 
     def _add(self, payload: str) -> None:
         try:
-            self._revoked[uuid.UUID(payload)] = time.monotonic()
+            session_id = uuid.UUID(payload)
         except ValueError:
             log.warning("ignoring malformed %s payload", CHANNEL)
+            return
+        self._revoked[session_id] = time.monotonic()
+        self._acknowledge(session_id)
 
     def _prune(self) -> None:
         horizon = time.monotonic() - self._window_s

@@ -14,11 +14,17 @@ The transaction starts with the first statement (psycopg sends BEGIN then), so a
 block that runs no statement costs no round trip, and statements after
 `commit()` start a new transaction that is rolled back unless committed again.
 Failures to get a connection or to talk to the server raise errors.Unavailable.
+
+A unit that committed session revocations waits, on leaving and after returning
+its connection, for `barrier` (`adapters/revocation_barrier.py`): every server
+process has applied them before the use case answers.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
@@ -49,9 +55,14 @@ class UnitOfWork:
     idempotency: ports.IdempotencyRepository
     rate_limits: ports.RateLimitsRepository
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(
+        self, pool: Pool, barrier: Callable[[list[uuid.UUID]], Awaitable[object]] | None = None
+    ) -> None:
         self._pool = pool
+        self._barrier = barrier
         self._connection: executor.Connection | None = None
+        self._revoked: list[uuid.UUID] = []  # by this transaction, not committed yet
+        self._committed: list[uuid.UUID] = []  # committed, not waited for yet
 
     async def __aenter__(self) -> Self:
         connection = await self._acquire()
@@ -76,7 +87,9 @@ class UnitOfWork:
             # The pool rolls back or discards the connection; don't hide the caller's error.
             logging.getLogger(__name__).warning("rollback failed", exc_info=True)
         finally:
+            self._revoked.clear()
             await self._release()
+        await self._wait_for_revocations()
 
     async def commit(self) -> None:
         """Commit the work done since `async with` (or since the last commit).
@@ -86,6 +99,8 @@ class UnitOfWork:
         """
         with executor.database_errors():
             await self._bound().commit()
+        self._committed.extend(self._revoked)
+        self._revoked.clear()
 
     def autocommit(self) -> Autocommit:
         """A context giving this unit's repositories on an autocommit connection."""
@@ -99,7 +114,7 @@ class UnitOfWork:
         self._connection = connection
         db = executor.Executor(connection)
         self.users = users.PgUsersRepository(db)
-        self.sessions = sessions.PgSessionsRepository(db)
+        self.sessions = sessions.PgSessionsRepository(db, self._revoked.extend)
         self.tasks = tasks.PgTasksRepository(db)
         self.rate_limits = rate_limits.PgRateLimitsRepository(db)
         self.changes = changes.PgChangesRepository(db)
@@ -113,6 +128,11 @@ class UnitOfWork:
         del self.users, self.sessions, self.tasks, self.rate_limits
         del self.changes, self.batches, self.idempotency
         await self._pool.putconn(connection)
+
+    async def _wait_for_revocations(self) -> None:
+        committed, self._committed = self._committed, []
+        if committed and self._barrier is not None:
+            await self._barrier(committed)
 
     def _bound(self) -> executor.Connection:
         if self._connection is None:
@@ -136,7 +156,11 @@ class Autocommit:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._uow._release()
+        uow = self._uow
+        uow._committed.extend(uow._revoked)  # each statement committed alone
+        uow._revoked.clear()
+        await uow._release()
+        await uow._wait_for_revocations()
 
 
 if TYPE_CHECKING:  # mypy proves the Protocols are implemented

@@ -5,6 +5,11 @@ Subscribers register a channel and a callback before `start()`. On every
 the `on_connect` hooks (a subscriber reloads or re-reads what it may have
 missed), so no notification can fall between the two. While disconnected
 `connected` is False and the listener retries every second.
+
+Once ready, the connection carries `application_name` = `name` (prefix
+`LISTENER_PREFIX`), so `pg_stat_activity` lists the ready listeners of every
+process on every host; a callback can `send()` a notification of its own
+(an acknowledgement) on the listener's connection once it has returned.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 
 import psycopg
@@ -23,6 +30,14 @@ log = logging.getLogger(__name__)
 RECONNECT_DELAY_S = 1.0
 TICK_S = 30.0
 """`on_tick` hooks run at least this often (for housekeeping such as pruning)."""
+LISTENER_PREFIX = "todo-listener "
+"""Start of every ready listener connection's `application_name`."""
+SEND = "SELECT pg_notify(%s, %s)"
+SET_NAME = "SELECT set_config('application_name', %s, false)"
+READY_LISTENERS = """
+SELECT application_name FROM pg_stat_activity
+WHERE datname = current_database() AND starts_with(application_name, %s)
+"""
 
 Callback = Callable[[str], None]
 Hook = Callable[[executor.Connection], Awaitable[None]]
@@ -33,6 +48,9 @@ class NotificationListener:
 
     def __init__(self, url: str) -> None:
         self._url = url
+        self.name = LISTENER_PREFIX + uuid.uuid4().hex
+        """This process's listener identity (its connection's `application_name` once ready)."""
+        self._outbox: list[tuple[str, str]] = []
         self._callbacks: dict[str, Callback] = {}
         self._on_connect: list[Hook] = []
         self._on_disconnect: list[Callable[[], None]] = []
@@ -57,6 +75,14 @@ class NotificationListener:
             self._on_disconnect.append(on_disconnect)
         if on_tick is not None:
             self._on_tick.append(on_tick)
+
+    def send(self, channel: str, payload: str) -> None:
+        """Queue `pg_notify(channel, payload)` on the listener connection (sent right away).
+
+        Dropped if the connection is lost first: a reconnecting listener is not
+        listed as ready, so nobody waits for what it would have sent.
+        """
+        self._outbox.append((channel, payload))
 
     def start(self) -> None:
         """Connect and listen in the background."""
@@ -93,11 +119,33 @@ class NotificationListener:
                 await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             for hook in self._on_connect:
                 await hook(connection)
+            self._outbox.clear()
+            await connection.execute(SET_NAME, (self.name,))  # listed as ready from now on
             self.connected = True
+            next_tick = time.monotonic() + TICK_S
             while True:
-                async for notify in connection.notifies(timeout=TICK_S):
+                # One batch at a time (a transaction's notifications arrive together and
+                # stay whole): notifies() holds the connection until it returns, and the
+                # acknowledgements callbacks queued go out right after their batch.
+                wait_s = max(0.0, next_tick - time.monotonic())
+                async for notify in connection.notifies(timeout=wait_s, stop_after=1):
                     callback = self._callbacks.get(notify.channel)
                     if callback is not None:
                         callback(notify.payload)
-                for tick in self._on_tick:
-                    tick()
+                await self._flush(connection)
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + TICK_S
+                    for tick in self._on_tick:
+                        tick()
+
+    async def _flush(self, connection: executor.Connection) -> None:
+        """Send the queued notifications (those received meanwhile wait in psycopg's backlog)."""
+        while self._outbox:
+            channel, payload = self._outbox.pop(0)
+            await connection.execute(SEND, (channel, payload))
+
+
+async def ready_listeners(connection: executor.Connection) -> list[str]:
+    """The names of the ready listeners on this database, from every process and host."""
+    cursor = await connection.execute(READY_LISTENERS, (LISTENER_PREFIX,))
+    return [row[0] for row in await cursor.fetchall()]

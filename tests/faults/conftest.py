@@ -55,7 +55,7 @@ class OwnPostgres:
             str(self.folder / "log"),
             "start",
         )
-        assert done.returncode == 0, done.stderr.decode()
+        assert done.returncode == 0, done.stdout.decode()
 
     def running(self) -> bool:
         return embedded.pg_ctl(self.folder, "status").returncode == 0
@@ -109,9 +109,11 @@ class FaultStack:
         """The worker's overall gRPC health status, or None if it does not answer."""
         with grpc.insecure_channel(f"127.0.0.1:{self.worker_ports[index]}") as channel:
             try:
-                return health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=timeout
-                ).status
+                return (
+                    health_pb2_grpc.HealthStub(channel)
+                    .Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+                    .status
+                )
             except grpc.RpcError:
                 return None
 
@@ -122,13 +124,21 @@ class FaultStack:
     def envoy_healthy_hosts(self) -> int:
         """How many worker endpoints Envoy currently considers healthy."""
         text = httpx.get(f"{self.admin}/clusters", timeout=2).text
-        flags = [ln for ln in text.splitlines() if ln.startswith("todo_grpc::") and "::health_flags::" in ln]
+        flags = [
+            ln
+            for ln in text.splitlines()
+            if ln.startswith("todo_grpc::") and "::health_flags::" in ln
+        ]
         return sum(1 for ln in flags if ln.endswith("::healthy"))
 
 
 def listener_pid(port: int) -> int:
     for connection in psutil.net_connections(kind="tcp"):
-        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
+        if (
+            connection.status == psutil.CONN_LISTEN
+            and connection.laddr.port == port
+            and connection.pid
+        ):
             return connection.pid
     raise LookupError(f"nothing listens on port {port}")
 
@@ -166,7 +176,10 @@ def fault_stack(
         }
 
         def healthy(base: int) -> bool:
-            return httpx.get(f"http://127.0.0.1:{base + WORKERS}/healthz", timeout=1).status_code == 200
+            return (
+                httpx.get(f"http://127.0.0.1:{base + WORKERS}/healthz", timeout=1).status_code
+                == 200
+            )
 
         with running_stack(tmp_path, url, full, healthy) as base:
             yield FaultStack(

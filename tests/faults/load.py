@@ -124,18 +124,26 @@ class Load:
             call()
             self._stop.wait(self._pause_s)
 
-    def _rest_call(self, client: httpx.Client, kind: str, request: Callable[[], httpx.Response]) -> None:
+    def _rest_call(
+        self, client: httpx.Client, kind: str, request: Callable[[], httpx.Response]
+    ) -> None:
         started = time.monotonic()
         try:
             response = request()
         except httpx.HTTPError as exc:
-            self._record(Outcome("rest", kind, started, time.monotonic() - started, False, type(exc).__name__, ""))
+            self._record(
+                Outcome(
+                    "rest", kind, started, time.monotonic() - started, False, type(exc).__name__, ""
+                )
+            )
             return
         elapsed = time.monotonic() - started
         ok = response.status_code < 400
         task_id = response.json()["id"] if ok and kind == "write" else None
         reason = "" if ok else _rest_reason(response)
-        self._record(Outcome("rest", kind, started, elapsed, ok, str(response.status_code), reason), task_id)
+        self._record(
+            Outcome("rest", kind, started, elapsed, ok, str(response.status_code), reason), task_id
+        )
 
     def _rest_writes(self) -> None:
         headers = {"authorization": f"Bearer {self._token}"}
@@ -144,7 +152,9 @@ class Load:
                 lambda: self._rest_call(
                     client,
                     "write",
-                    lambda: client.post("/api/v1/users/me/tasks", json={"title": f"rest {uuid.uuid4()}"}),
+                    lambda: client.post(
+                        "/api/v1/users/me/tasks", json={"title": f"rest {uuid.uuid4()}"}
+                    ),
                 )
             )
 
@@ -153,7 +163,9 @@ class Load:
         with httpx.Client(base_url=self._rest, timeout=TIMEOUT_S, headers=headers) as client:
             self._loop(
                 lambda: self._rest_call(
-                    client, "read", lambda: client.get("/api/v1/users/me/tasks", params={"page_size": 5})
+                    client,
+                    "read",
+                    lambda: client.get("/api/v1/users/me/tasks", params={"page_size": 5}),
                 )
             )
 
@@ -163,9 +175,21 @@ class Load:
             task_id = call()
         except grpc.RpcError as exc:
             code = exc.code().name  # type: ignore[attr-defined]
-            self._record(Outcome("grpc", kind, started, time.monotonic() - started, False, code, _grpc_reason(exc)))
+            self._record(
+                Outcome(
+                    "grpc",
+                    kind,
+                    started,
+                    time.monotonic() - started,
+                    False,
+                    code,
+                    _grpc_reason(exc),
+                )
+            )
             return
-        self._record(Outcome("grpc", kind, started, time.monotonic() - started, True, "OK", ""), task_id)
+        self._record(
+            Outcome("grpc", kind, started, time.monotonic() - started, True, "OK", ""), task_id
+        )
 
     def _grpc_writes(self) -> None:
         md = (("authorization", f"Bearer {self._token}"),)
@@ -187,8 +211,16 @@ class Load:
                 with self._lock:
                     known = self.acknowledged[-1] if self.acknowledged else None
                 if known is None:
-                    tasks.ListTasks(ts.ListTasksRequest(user_id="me", page_size=5), metadata=md, timeout=TIMEOUT_S)
+                    tasks.ListTasks(
+                        ts.ListTasksRequest(user_id="me", page_size=5),
+                        metadata=md,
+                        timeout=TIMEOUT_S,
+                    )
                 else:
-                    tasks.GetTask(ts.GetTaskRequest(user_id="me", task_id=known), metadata=md, timeout=TIMEOUT_S)
+                    tasks.GetTask(
+                        ts.GetTaskRequest(user_id="me", task_id=known),
+                        metadata=md,
+                        timeout=TIMEOUT_S,
+                    )
 
             self._loop(lambda: self._grpc_call("read", read))

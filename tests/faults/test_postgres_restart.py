@@ -40,7 +40,9 @@ class HealthLog(threading.Thread):
 
     def serving_again(self, index: int, since: float) -> float | None:
         """First time after `since` worker `index` answered SERVING."""
-        return next((t for t, i, s in self.samples if i == index and t >= since and s == SERVING), None)
+        return next(
+            (t for t, i, s in self.samples if i == index and t >= since and s == SERVING), None
+        )
 
     def not_serving_between(self, index: int, start: float, end: float) -> bool:
         return any(i == index and start <= t < end and s != SERVING for t, i, s in self.samples)
@@ -81,7 +83,7 @@ def test_postgres_restarts_under_load_lose_nothing_and_recover_fast(
         slowest_failure = 0.0
         after_return = []
         recoveries = []
-        for stopping, down, starting, up in windows:
+        for _stopping, down, starting, up in windows:
             during = [o for o in failures if down + 0.2 <= o.started < starting]
             assert during, "no call was made while PostgreSQL was down"
             slowest_failure = max([slowest_failure, *(o.elapsed for o in during)])
@@ -93,7 +95,9 @@ def test_postgres_restarts_under_load_lose_nothing_and_recover_fast(
                 assert back is not None
                 recoveries.append(back - up)
         assert slowest_failure < 1.0, f"a call waited {slowest_failure:.2f}s for its 503"
-        assert not after_return, [(round(o.started - windows[0][3], 2), o.status, o.reason) for o in after_return]
+        assert not after_return, [
+            (round(o.started - windows[0][3], 2), o.status, o.reason) for o in after_return
+        ]
         assert max(recoveries) < 2.0, recoveries
 
         missing = acknowledged_missing(stack.database_url, load.acknowledged)
@@ -120,10 +124,14 @@ def _watch_and_revocation_work_on_every_process(stack: FaultStack) -> None:
         for port in stack.worker_ports:
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                 tasks = ts_grpc.TaskServiceStub(channel)
-                events = tasks.WatchTasks(ts.WatchTasksRequest(user_id="me"), metadata=md, timeout=10)
+                events = tasks.WatchTasks(
+                    ts.WatchTasksRequest(user_id="me"), metadata=md, timeout=10
+                )
                 first = next(events)
                 assert first.event_type == task_pb2.EVENT_TYPE_HEARTBEAT
-                created = http.post("/api/v1/users/me/tasks", headers=account.headers, json={"title": "after"})
+                created = http.post(
+                    "/api/v1/users/me/tasks", headers=account.headers, json={"title": "after"}
+                )
                 assert created.status_code == 201, created.text
                 started = time.monotonic()
                 event = next(events)

@@ -31,6 +31,13 @@ def _replaced(stack: FaultStack, index: int, old_pid: int) -> float:
     return stack.wait_serving(index)
 
 
+def _wait_exited(pid: int) -> None:
+    def gone() -> bool:
+        return not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+    wait_for(gone, 30)
+
+
 def _both_routed(stack: FaultStack) -> None:
     wait_for(lambda: stack.envoy_healthy_hosts() == len(stack.worker_ports), timeout=30)
 
@@ -86,10 +93,12 @@ def test_draining_a_worker_fails_no_call(fault_stack) -> None:
             for round_ in range(ROUNDS):
                 index = round_ % len(stack.worker_ports)
                 pid = stack.worker_pid(index)
-                watch = _WatchOn(stack.worker_ports[index], account.metadata) if round_ == 0 else None
+                watch = (
+                    _WatchOn(stack.worker_ports[index], account.metadata) if round_ == 0 else None
+                )
                 started = time.monotonic()
                 send(pid, signal.SIGTERM)
-                wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", 30)
+                _wait_exited(pid)
                 exited = time.monotonic()
                 back = _replaced(stack, index, pid)
                 drains.append((exited - started, back - started))
@@ -118,7 +127,9 @@ class _WatchOn:
     def __init__(self, port: int, metadata: tuple[tuple[str, str], ...]) -> None:
         self._channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         stub = ts_grpc.TaskServiceStub(self._channel)
-        self._call = stub.WatchTasks(ts.WatchTasksRequest(user_id="me"), metadata=metadata, timeout=60)
+        self._call = stub.WatchTasks(
+            ts.WatchTasksRequest(user_id="me"), metadata=metadata, timeout=60
+        )
         self.tokens: list[str] = []
         self.error: grpc.RpcError | None = None
         first = next(self._call)
@@ -184,7 +195,10 @@ def test_stopping_the_service_drains_workers_before_envoy(fault_stack) -> None:
         exits: dict[str, float] = {}
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(exits) < len(workers) + 1:
-            for name, process in [*((f"worker{i}", w) for i, w in enumerate(workers)), ("envoy", envoy)]:
+            for name, process in [
+                *((f"worker{i}", w) for i, w in enumerate(workers)),
+                ("envoy", envoy),
+            ]:
                 if name not in exits and (not process.is_running() or process.status() == "zombie"):
                     exits[name] = time.monotonic() - stopping
             time.sleep(0.02)

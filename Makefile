@@ -13,7 +13,7 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
 
 PROTOS := $(wildcard protos/todo/v1/*.proto)
 
-.PHONY: help venv run test test-unit test-integration test-e2e generate check-generated lint \
+.PHONY: help venv run test test-unit test-faults test-integration test-e2e generate check-generated lint \
         buf-lint migrate bench bench-streams bench-scale clean system-deps
 
 help:  ## List the targets
@@ -72,6 +72,9 @@ test: $(STAMP)  ## Run unit, integration and e2e tests (TEST_DATABASE_URL or emb
 
 test-unit: $(STAMP)  ## Only the unit tests
 	@$(PY) -m pytest tests/unit
+
+test-faults: $(STAMP)  ## Fault tests: PostgreSQL restarts, kill -9, drains, pool exhaustion, per-user limit (~4 min)
+	@$(PY) -m pytest -m faults tests/faults -rA
 
 bench: $(STAMP)  ## Throughput: REST vs gRPC vs a trivial RPC, side by side (bench/README.md)
 	@$(PY) bench/throughput.py

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import select
 import time
+from typing import Protocol
 
 import psycopg
 import psycopg_pool
 
 from server import errors
 from server.db import executor
-from server.db.availability import Availability
-from server.db.pool import Pool
 
 DOWN = "database unavailable; retry shortly"
 BUSY = "every database connection is busy; retry shortly"
@@ -53,6 +52,35 @@ def closed_by_server(connection: executor.Connection) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
     return bool(poller.poll(0))
+
+
+class Pool(Protocol):
+    """What is used of `psycopg_pool.AsyncConnectionPool` (see `server.db.pool`)."""
+
+    async def getconn(self, timeout: float | None = None) -> executor.Connection:  # noqa: ASYNC109 (psycopg_pool's signature)
+        """A pooled connection, or psycopg_pool.PoolTimeout after `timeout` seconds."""
+        ...
+
+    async def putconn(self, conn: executor.Connection) -> None:
+        """Give a connection back (a closed one is discarded and replaced)."""
+        ...
+
+
+class Availability(Protocol):
+    """What is used of `server.db.availability.Availability`."""
+
+    @property
+    def available(self) -> bool:
+        """The last probe's answer."""
+        ...
+
+    async def confirm(self) -> bool:
+        """Probe now (or join the probe in flight)."""
+        ...
+
+    def suspect(self) -> None:
+        """Probe soon."""
+        ...
 
 
 class Connections:

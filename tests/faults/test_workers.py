@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Iterator
 
 import grpc
 import httpx
@@ -18,11 +19,24 @@ from todo.v1 import task_service_pb2 as ts
 from todo.v1 import task_service_pb2_grpc as ts_grpc
 
 from tests.e2e.conftest import register_and_login
-from tests.faults.conftest import FaultStack, acknowledged_missing, send, summary, wait_for
+from tests.faults.conftest import (
+    ROUNDS,
+    FaultStack,
+    acknowledged_missing,
+    send,
+    summary,
+    wait_for,
+)
 from tests.faults.load import Load
 
 pytestmark = pytest.mark.faults
-ROUNDS = 5
+
+
+@pytest.fixture(scope="module")
+def stack(fault_stack) -> Iterator[FaultStack]:
+    """One stack for the kill and drain tests (each leaves both workers serving)."""
+    with fault_stack({}) as running:
+        yield running
 
 
 def _replaced(stack: FaultStack, index: int, old_pid: int) -> float:
@@ -42,83 +56,81 @@ def _both_routed(stack: FaultStack) -> None:
     wait_for(lambda: stack.envoy_healthy_hosts() == len(stack.worker_ports), timeout=30)
 
 
-def test_kill_9_of_a_worker_loses_nothing_acknowledged(fault_stack) -> None:
-    with fault_stack({}) as stack:
-        with httpx.Client(base_url=stack.rest, timeout=10) as http:
-            account = register_and_login(http)
-        kills: list[tuple[float, float]] = []
-        with Load(stack.rest, stack.grpc_target, account.access_token) as load:
-            time.sleep(1.5)
-            for round_ in range(ROUNDS):
-                index = round_ % len(stack.worker_ports)
-                pid = stack.worker_pid(index)
-                killed = time.monotonic()
-                send(pid, signal.SIGKILL)
-                back = _replaced(stack, index, pid)
-                kills.append((killed, back))
-                _both_routed(stack)
-                time.sleep(0.5)
-        outcomes = load.outcomes
-        failures = [o for o in outcomes if not o.ok]
-        assert not [o for o in outcomes if o.server_error]
-        assert all(o.unavailable for o in failures), {(o.status, o.reason) for o in failures}
-        # Only calls in flight on the killed process (or sent in the instant it died) may fail;
-        # while it is gone Envoy sends nothing there: connect failures are retried elsewhere.
-        around = []
-        for killed, back in kills:
-            around.append(len(load.failures(since=killed - 1.0, until=killed + 0.5)))
-            later = load.failures(since=killed + 0.5, until=back)
-            assert not later, [(round(o.started - killed, 3), o.wire, o.kind) for o in later]
-        missing = acknowledged_missing(stack.database_url, load.acknowledged)
-        assert not missing
-        log = stack.log.read_text()
-        assert log.count("died (signal SIGKILL); restarting") == ROUNDS
-        summary(
-            calls=len(outcomes),
-            failed=len(failures),
-            failed_per_kill=around,
-            restart_s=[round(back - killed, 2) for killed, back in kills],
-            acknowledged=len(load.acknowledged),
-            lost=len(missing),
-        )
+def test_kill_9_of_a_worker_loses_nothing_acknowledged(stack: FaultStack) -> None:
+    mark = stack.log_mark()
+    with httpx.Client(base_url=stack.rest, timeout=10) as http:
+        account = register_and_login(http)
+    kills: list[tuple[float, float]] = []
+    with Load(stack.rest, stack.grpc_target, account.access_token) as load:
+        time.sleep(1.5)
+        for round_ in range(ROUNDS):
+            index = round_ % len(stack.worker_ports)
+            pid = stack.worker_pid(index)
+            killed = time.monotonic()
+            send(pid, signal.SIGKILL)
+            back = _replaced(stack, index, pid)
+            kills.append((killed, back))
+            _both_routed(stack)
+            time.sleep(0.5)
+    outcomes = load.outcomes
+    failures = [o for o in outcomes if not o.ok]
+    assert not [o for o in outcomes if o.server_error]
+    assert all(o.unavailable for o in failures), {(o.status, o.reason) for o in failures}
+    # Only calls in flight on the killed process (or sent in the instant it died) may fail;
+    # while it is gone Envoy sends nothing there: connect failures are retried elsewhere.
+    around = []
+    for killed, back in kills:
+        around.append(len(load.failures(since=killed - 1.0, until=killed + 0.5)))
+        later = load.failures(since=killed + 0.5, until=back)
+        assert not later, [(round(o.started - killed, 3), o.wire, o.kind) for o in later]
+    missing = acknowledged_missing(stack.database_url, load.acknowledged)
+    assert not missing
+    log = stack.log_since(mark)
+    assert log.count("died (signal SIGKILL); restarting") == ROUNDS
+    summary(
+        calls=len(outcomes),
+        failed=len(failures),
+        failed_per_kill=around,
+        restart_s=[round(back - killed, 2) for killed, back in kills],
+        acknowledged=len(load.acknowledged),
+        lost=len(missing),
+    )
 
 
-def test_draining_a_worker_fails_no_call(fault_stack) -> None:
-    with fault_stack({}) as stack:
-        with httpx.Client(base_url=stack.rest, timeout=10) as http:
-            account = register_and_login(http)
-        drains = []
-        with Load(stack.rest, stack.grpc_target, account.access_token) as load:
-            time.sleep(1.5)
-            for round_ in range(ROUNDS):
-                index = round_ % len(stack.worker_ports)
-                pid = stack.worker_pid(index)
-                watch = (
-                    _WatchOn(stack.worker_ports[index], account.metadata) if round_ == 0 else None
-                )
-                started = time.monotonic()
-                send(pid, signal.SIGTERM)
-                _wait_exited(pid)
-                exited = time.monotonic()
-                back = _replaced(stack, index, pid)
-                drains.append((exited - started, back - started))
-                if watch is not None:
-                    watch.check_ended_for_shutdown()
-                _both_routed(stack)
-                time.sleep(0.5)
-        failures = [o for o in load.outcomes if not o.ok]
-        assert not failures, [(o.wire, o.kind, o.status, o.reason) for o in failures]
-        missing = acknowledged_missing(stack.database_url, load.acknowledged)
-        assert not missing
-        log = stack.log.read_text()
-        assert log.count("drained and exited; starting a new one") == ROUNDS
-        assert "died" not in log and "ERROR" not in log
-        summary(
-            calls=len(load.outcomes),
-            failed=len(failures),
-            drain_and_exit_s=[round(d[0], 2) for d in drains],
-            back_serving_s=[round(d[1], 2) for d in drains],
-        )
+def test_draining_a_worker_fails_no_call(stack: FaultStack) -> None:
+    mark = stack.log_mark()
+    with httpx.Client(base_url=stack.rest, timeout=10) as http:
+        account = register_and_login(http)
+    drains = []
+    with Load(stack.rest, stack.grpc_target, account.access_token) as load:
+        time.sleep(1.5)
+        for round_ in range(ROUNDS):
+            index = round_ % len(stack.worker_ports)
+            pid = stack.worker_pid(index)
+            watch = _WatchOn(stack.worker_ports[index], account.metadata) if round_ == 0 else None
+            started = time.monotonic()
+            send(pid, signal.SIGTERM)
+            _wait_exited(pid)
+            exited = time.monotonic()
+            back = _replaced(stack, index, pid)
+            drains.append((exited - started, back - started))
+            if watch is not None:
+                watch.check_ended_for_shutdown()
+            _both_routed(stack)
+            time.sleep(0.5)
+    failures = [o for o in load.outcomes if not o.ok]
+    assert not failures, [(o.wire, o.kind, o.status, o.reason) for o in failures]
+    missing = acknowledged_missing(stack.database_url, load.acknowledged)
+    assert not missing
+    log = stack.log_since(mark)
+    assert log.count("drained and exited; starting a new one") == ROUNDS
+    assert "died" not in log and "ERROR" not in log
+    summary(
+        calls=len(load.outcomes),
+        failed=len(failures),
+        drain_and_exit_s=[round(d[0], 2) for d in drains],
+        back_serving_s=[round(d[1], 2) for d in drains],
+    )
 
 
 class _WatchOn:

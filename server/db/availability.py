@@ -41,7 +41,6 @@ class Availability:
         interval_s: float = 2.0,
         down_interval_s: float = 0.25,
         timeout_s: float = 1.0,
-        min_gap_s: float = 0.05,
     ) -> None:
         """Probe the database at `url`.
 
@@ -50,17 +49,14 @@ class Availability:
             interval_s: seconds between probes while the database answers.
             down_interval_s: seconds between probes while it does not.
             timeout_s: a probe that takes longer counts as a failure.
-            min_gap_s: callers asking while the database is down share the last
-                probe if it ended less than this long ago.
         """
         self._url = url
         self._interval_s = interval_s
         self._down_interval_s = down_interval_s
         self._timeout_s = timeout_s
-        self._min_gap_s = min_gap_s
         self._available = True
         self._probing: asyncio.Future[bool] | None = None
-        self._probed_at = -math.inf
+        self._probe_started = -math.inf
         self._connection: executor.Connection | None = None
         self._listeners: list[Listener] = []
         self._wake = asyncio.Event()
@@ -79,13 +75,26 @@ class Availability:
         self._wake.set()
 
     async def confirm(self) -> bool:
-        """Probe (or join the probe in flight) and return whether the database answers."""
-        if not self._available and time.monotonic() - self._probed_at < self._min_gap_s:
-            return False
-        if self._probing is None:
-            self._probing = asyncio.ensure_future(self._probe_and_publish())
-        # Shielded: a caller that gives up (its deadline passed) must not cancel the shared probe.
-        return await asyncio.shield(self._probing)
+        """Probe and return whether the database answers.
+
+        Callers share probes, but never trust a "no" from a probe that began before
+        they called (PostgreSQL may have come back meanwhile): they then wait for the
+        next one, which all callers that arrived meanwhile share too.
+        """
+        called = time.monotonic()
+        while True:
+            if self._probing is None:
+                self._probe_started = time.monotonic()
+                self._probing = asyncio.ensure_future(self._probe_and_publish())
+            started = self._probe_started
+            # Shielded: a caller that gives up (its deadline passed) must not cancel the probe.
+            answered = await asyncio.shield(self._probing)
+            if answered or started >= called:
+                return answered
+
+    async def close(self) -> None:
+        """Close the probe connection (`run()` does so when cancelled)."""
+        await self._close_connection()
 
     async def run(self) -> None:
         """Probe until cancelled (run as a background task)."""
@@ -103,7 +112,6 @@ class Availability:
         try:
             answered = await self._probe()
         finally:
-            self._probed_at = time.monotonic()
             self._probing = None
         if answered != self._available:
             self._available = answered

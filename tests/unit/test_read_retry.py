@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+import grpc.aio
 import pytest
 from todo.v1 import auth_pb2, task_service_pb2, user_pb2
 
@@ -49,21 +50,25 @@ def _interceptor(answers: bool) -> ReadRetryInterceptor:
     return ReadRetryInterceptor(READS, database_answers)
 
 
+GET_TASK = "/todo.v1.TaskService/GetTask"
+NO_CONTEXT = cast(grpc.aio.ServicerContext[Any, Any], None)
 DROPPED = errors.Unavailable("database unavailable", reason="DATABASE_UNAVAILABLE")
 
 
 async def test_a_read_that_lost_its_connection_is_retried_once() -> None:
     handler = Flaky(1, DROPPED)
     answer = await _interceptor(True).around_unary(
-        "/todo.v1.TaskService/GetTask", handler, None, None
-    )  # type: ignore[arg-type]
+        "/todo.v1.TaskService/GetTask", handler, None, NO_CONTEXT
+    )
     assert answer == "answer" and handler.calls == 2
 
 
 async def test_only_once() -> None:
     handler = Flaky(2, DROPPED)
     with pytest.raises(errors.Unavailable):
-        await _interceptor(True).around_unary("/todo.v1.TaskService/GetTask", handler, None, None)  # type: ignore[arg-type]
+        await _interceptor(True).around_unary(
+            "/todo.v1.TaskService/GetTask", handler, None, NO_CONTEXT
+        )
     assert handler.calls == 2
 
 
@@ -78,5 +83,5 @@ async def test_only_once() -> None:
 async def test_not_retried(method: str, answers: bool, error: errors.DomainError) -> None:
     handler = Flaky(1, error)
     with pytest.raises(errors.Unavailable):
-        await _interceptor(answers).around_unary(method, handler, None, None)  # type: ignore[arg-type]
+        await _interceptor(answers).around_unary(method, handler, None, NO_CONTEXT)
     assert handler.calls == 1

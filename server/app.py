@@ -89,6 +89,7 @@ async def create_server(
     if settings.database_url is None:
         raise ValueError("create_server needs settings.database_url (resolved by the launcher)")
     availability = Availability(settings.database_url)
+    stack.push_async_callback(availability.close)  # after the probing task below is cancelled
     await availability.confirm()
     _background(stack, availability.run())
     pool = make_pool(settings.database_url, settings, timeout=settings.db_acquire_timeout_s)

@@ -38,7 +38,7 @@ from server.services import ports
 
 
 class ConnectionSource(Protocol):
-    """Where connections come from: a psycopg pool, or `connections.Connections` around one."""
+    """Where connections come from: a psycopg pool, or `server.db.connections.Connections`."""
 
     async def getconn(self) -> executor.Connection:
         """A connection; errors.Unavailable (or a psycopg error) when none can be had."""

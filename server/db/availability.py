@@ -93,20 +93,22 @@ class Availability:
                 return answered
 
     async def close(self) -> None:
-        """Close the probe connection (`run()` does so when cancelled)."""
+        """Stop a probe in flight and close the probe connection."""
+        probing = self._probing
+        if probing is not None:
+            probing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probing
         await self._close_connection()
 
     async def run(self) -> None:
-        """Probe until cancelled (run as a background task)."""
-        try:
-            while True:
-                await self.confirm()
-                self._wake.clear()
-                interval = self._interval_s if self._available else self._down_interval_s
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), interval)
-        finally:
-            await self._close_connection()
+        """Probe until cancelled (run as a background task; then `close()`)."""
+        while True:
+            await self.confirm()
+            self._wake.clear()
+            interval = self._interval_s if self._available else self._down_interval_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
 
     async def _probe_and_publish(self) -> bool:
         try:

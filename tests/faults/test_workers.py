@@ -58,6 +58,7 @@ def _both_routed(stack: FaultStack) -> None:
 
 def test_kill_9_of_a_worker_loses_nothing_acknowledged(stack: FaultStack) -> None:
     mark = stack.log_mark()
+    _both_routed(stack)  # a fresh stack may have only one process in rotation yet
     with httpx.Client(base_url=stack.rest, timeout=10) as http:
         account = register_and_login(http)
     kills: list[tuple[float, float]] = []
@@ -99,6 +100,7 @@ def test_kill_9_of_a_worker_loses_nothing_acknowledged(stack: FaultStack) -> Non
 
 def test_draining_a_worker_fails_no_call(stack: FaultStack) -> None:
     mark = stack.log_mark()
+    _both_routed(stack)  # a fresh stack may have only one process in rotation yet
     with httpx.Client(base_url=stack.rest, timeout=10) as http:
         account = register_and_login(http)
     drains = []
@@ -131,6 +133,26 @@ def test_draining_a_worker_fails_no_call(stack: FaultStack) -> None:
         drain_and_exit_s=[round(d[0], 2) for d in drains],
         back_serving_s=[round(d[1], 2) for d in drains],
     )
+
+
+def test_sighup_restarts_every_worker_one_by_one_without_failing_a_call(stack: FaultStack) -> None:
+    mark = stack.log_mark()
+    _both_routed(stack)  # a fresh stack may have only one process in rotation yet
+    with httpx.Client(base_url=stack.rest, timeout=10) as http:
+        account = register_and_login(http)
+    before = [stack.worker_pid(i) for i in range(len(stack.worker_ports))]
+    with Load(stack.rest, stack.grpc_target, account.access_token) as load:
+        time.sleep(1.0)
+        send(stack.supervisor_pid(), signal.SIGHUP)
+        last = f"worker on port {stack.worker_ports[-1]} restarted"
+        wait_for(lambda: last in stack.log_since(mark), 120)
+        after = [stack.worker_pid(i) for i in range(len(stack.worker_ports))]
+        time.sleep(0.5)
+    failures = [o for o in load.outcomes if not o.ok]
+    assert not failures, [(o.wire, o.kind, o.status, o.reason) for o in failures]
+    assert all(a != b for a, b in zip(after, before, strict=True))
+    assert "rolling restart of 2 workers" in stack.log_since(mark)
+    summary(rolling_restart_calls=len(load.outcomes), failed=len(failures))
 
 
 class _WatchOn:

@@ -9,13 +9,19 @@ full). See the README's "Per-user request limit" for the trade-offs. Over the li
 call is refused with RESOURCE_EXHAUSTED, a RetryInfo and `retry-after`.
 
 Transcoded REST calls (Envoy sets `x-envoy-original-path`) also get the IETF draft's
-`RateLimit-Limit` (the burst), `RateLimit-Remaining` (the tokens left in the bucket)
-and `RateLimit-Reset` (seconds until the bucket is full) as
+`RateLimit-Limit` (the burst), `RateLimit-Remaining` and `RateLimit-Reset` (seconds until
+the bucket is full) as
 response headers: on success as initial metadata sent with the answer (or before a
 stream's first message), on the limit's own refusal with the error's trailers. They are
 not sent earlier because an error after initial metadata is no longer "trailers-only",
 and Envoy's transcoder then drops its trailers (`retry-after` among them) from the
 headers. Other errors carry no RateLimit-* headers.
+
+`RateLimit-Remaining` is `Decision.remaining`: the whole calls the answering bucket still
+admits right now, so it never promises more than that bucket gives the next call, and a
+refusal always says 0. Since Envoy sends all of a user's calls to one process, that
+bucket is the user's whole allowance and the figure is exact; only after the user moves
+to another process (theirs went down) does a fresh, full bucket answer.
 
 Public calls (no Principal: register, login, refresh, health, reflection) pass
 untouched; the credential endpoints have their own throttle (services/throttle.py).
@@ -51,6 +57,11 @@ class Decision:
     """When refused: seconds until a token is there."""
     full_in_s: float
     """Seconds until the bucket is full again."""
+
+    @property
+    def remaining(self) -> int:
+        """Calls the bucket admits right now after this one; always 0 after a refusal."""
+        return math.floor(self.tokens) if self.allowed else 0
 
 
 class TokenBuckets:
@@ -101,8 +112,14 @@ class TokenBuckets:
 class RateLimitInterceptor(WrappingInterceptor):
     """Refuses a user's calls over their limit; innermost, after AuthInterceptor."""
 
-    def __init__(self, per_minute: int, burst: int) -> None:
-        self._buckets = TokenBuckets(per_minute / 60, float(burst))
+    def __init__(
+        self,
+        per_minute: int,
+        burst: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._buckets = TokenBuckets(per_minute / 60, float(burst), clock)
         self._burst = burst
 
     async def around_unary(
@@ -152,7 +169,7 @@ class RateLimitInterceptor(WrappingInterceptor):
         return headers
 
     def _headers(self, decision: Decision) -> tuple[tuple[str, str], ...]:
-        remaining = min(self._burst, math.floor(decision.tokens))
+        remaining = min(self._burst, decision.remaining)
         return (
             ("ratelimit-limit", str(self._burst)),
             ("ratelimit-remaining", str(remaining)),

@@ -114,7 +114,7 @@ async def create_server(
         ReadRetryInterceptor(read_methods(_services()), availability.confirm),
     ]
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
-    _add_servicers(server, settings, tokens, uow, feed)
+    _add_servicers(server, settings, tokens, uow, feed, revocations)
     monitor = await _add_health(server, stack, availability)
     _background(stack, _drain_when(stopping, monitor, feed) if stopping else None)
     if settings.reflection_enabled:
@@ -151,11 +151,12 @@ def _add_servicers(
     tokens: TokenCodec,
     uow: Callable[[], UnitOfWorkPort],
     feed: ChangeFeed,
+    revocations: SessionRevocations,
 ) -> None:
     hasher = PasswordHasher(settings.bcrypt_rounds)
     throttle = Throttle(Limits.from_settings(settings))
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthServicer(uow, hasher, tokens, throttle), server
+        AuthServicer(uow, hasher, tokens, throttle, revocations.revoked_here), server
     )
     user_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(uow, hasher, throttle), server)
     task_servicer = TaskServicer(

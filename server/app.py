@@ -6,7 +6,9 @@ Interceptor order, outermost first:
 2. ErrorInterceptor: DomainError -> status with details, anything else -> INTERNAL;
 3. AuthInterceptor: verifies the bearer token, binds the Principal;
 4. RateLimitInterceptor: the caller's per-user request limit (when configured);
-5. ReadRetryInterceptor: a read that lost its database connection runs once more.
+5. TextSafetyInterceptor: refuses NUL and other control characters in any
+   string of the request (after auth, so anonymous callers learn nothing more).
+6. ReadRetryInterceptor: a read that lost its database connection runs once more.
 
 So an authentication failure or a refused call is mapped by (2) and logged by (1).
 """
@@ -51,6 +53,7 @@ from server.interceptors.auth import AuthInterceptor
 from server.interceptors.errors import ErrorInterceptor
 from server.interceptors.rate_limit import RateLimitInterceptor
 from server.interceptors.retry import ReadRetryInterceptor, read_methods
+from server.interceptors.text_safety import TextSafetyInterceptor
 from server.servicers.auth_servicer import AuthServicer
 from server.servicers.task_servicer import TaskServicer
 from server.servicers.user_servicer import UserServicer
@@ -136,6 +139,7 @@ def _interceptors(
     if settings.user_rate_limit > 0:
         limit = RateLimitInterceptor(settings.user_rate_limit, settings.user_rate_burst)
         interceptors.append(limit)
+    interceptors.append(TextSafetyInterceptor())
     return interceptors
 
 

@@ -13,9 +13,9 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
 
 PROTOS := $(wildcard protos/todo/v1/*.proto)
 
-.PHONY: help venv run test test-unit test-integration test-e2e generate check-generated lint \
-        buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale bench-observability \
-        clean system-deps check-ops lock lock-upgrade deploy-lint image test-install
+.PHONY: help venv run test test-unit test-faults test-integration test-e2e generate check-generated \
+        lint buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale \
+        bench-observability clean system-deps check-ops lock lock-upgrade deploy-lint image test-install
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -99,6 +99,9 @@ test-integration: $(STAMP)  ## Only the integration tests (marker `integration`:
 
 test-e2e: $(STAMP)  ## Only the end-to-end tests (marker `e2e`: real processes and Envoy)
 	@$(PY) -m pytest -m e2e
+
+test-faults: $(STAMP)  ## Fault tests: PostgreSQL restarts, kill -9, drains, pool exhaustion, per-user limit (~4 min)
+	@$(PY) -m pytest -m faults tests/faults -rA
 
 bench: $(STAMP)  ## Throughput: REST vs gRPC vs a trivial RPC, side by side (bench/README.md)
 	@$(PY) bench/throughput.py

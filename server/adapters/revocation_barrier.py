@@ -6,18 +6,23 @@ process that has not applied the notification yet and still pass. So each
 listener, after applying a `session_revoked` notification, acknowledges it on
 `ACK_CHANNEL` ("<listener name> <session id>", sent on its own connection), and
 the unit of work that committed revocations waits, after releasing its
-connection, until every ready listener has acknowledged every revoked session.
+connection, until every listener has acknowledged every revoked session.
 
-"Every ready listener" is read from `pg_stat_activity` after the commit: the
-listener connections that set their `application_name` (`LISTENER_PREFIX`)
-once LISTENing and loaded, on any host. A listener that is reconnecting is
-not listed, and its process asks the database meanwhile (already correct).
+"Every listener" is read from `pg_stat_activity` after the commit: the
+listener connections that set their `application_name` (`LISTENER_PREFIX`),
+on any host. A listener sets it once LISTENing and before reloading, so a
+process answers from memory only when either it is listed (and the revoker
+waits for it) or it was listed later than the commit (and its reload found
+the revocation). A listener that is reconnecting is not listed, and its
+process asks the database meanwhile (already correct).
+
 While acknowledgements are missing the listeners are listed again every
 `RELIST_S`, so a process that died mid-wait stops being waited for once its
-connection is gone. The wait is bounded (`timeout_s`): a process that hangs, or a listener
-that became ready in the instant of the commit (it reloaded the revocation
-rather than being notified, so no acknowledgement comes), costs at most the
-bound, after which the call answers anyway and a warning is logged.
+connection is gone. The wait is bounded (`timeout_s`): a process that hangs,
+or a listener that started LISTENing in the instant after the commit (its
+reload found the revocation, so no notification and no acknowledgement
+come), costs at most the bound; then the call answers anyway and a warning
+is logged.
 
 Acknowledgements are kept for `ACK_MEMORY_S` whether or not anyone waits,
 since one may arrive before its revoker starts waiting. Authenticated calls
@@ -43,11 +48,11 @@ RELIST_S = 0.25
 """While acknowledgements are missing, the ready listeners are listed again this often."""
 
 LiveListeners = Callable[[], Awaitable[Collection[str]]]
-"""Returns the names of the ready listeners of every server process."""
+"""Returns the names of the listening listeners of every server process."""
 
 
 class RevocationBarrier:
-    """Waits until every ready listener has applied given revocations, within a bound."""
+    """Waits until every listed listener has applied given revocations, within a bound."""
 
     def __init__(
         self, listener: NotificationListener, live_listeners: LiveListeners, timeout_s: float
@@ -64,7 +69,7 @@ class RevocationBarrier:
         self._listener.send(ACK_CHANNEL, f"{self._listener.name} {session_id}")
 
     async def wait(self, session_ids: Collection[uuid.UUID]) -> bool:
-        """Return once every ready listener acknowledged every session, or after the bound.
+        """Return once every listed listener acknowledged every session, or after the bound.
 
         Returns:
             Whether every acknowledgement arrived (False: timed out, or could not tell).

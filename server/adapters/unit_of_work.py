@@ -26,12 +26,11 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 import psycopg
 
 from server.db import executor
-from server.db.pool import Pool
 from server.repositories import (
     changes,
     idempotency,
@@ -42,6 +41,18 @@ from server.repositories import (
     users,
 )
 from server.services import ports
+
+
+class ConnectionSource(Protocol):
+    """Where connections come from: a psycopg pool, or `server.db.connections.Connections`."""
+
+    async def getconn(self) -> executor.Connection:
+        """A connection; errors.Unavailable (or a psycopg error) when none can be had."""
+        ...
+
+    async def putconn(self, connection: executor.Connection) -> None:
+        """Give the connection back."""
+        ...
 
 
 class UnitOfWork:
@@ -56,7 +67,9 @@ class UnitOfWork:
     rate_limits: ports.RateLimitsRepository
 
     def __init__(
-        self, pool: Pool, barrier: Callable[[list[uuid.UUID]], Awaitable[object]] | None = None
+        self,
+        pool: ConnectionSource,
+        barrier: Callable[[list[uuid.UUID]], Awaitable[object]] | None = None,
     ) -> None:
         self._pool = pool
         self._barrier = barrier

@@ -6,8 +6,8 @@ the `on_connect` hooks (a subscriber reloads or re-reads what it may have
 missed), so no notification can fall between the two. While disconnected
 `connected` is False and the listener retries every second.
 
-Once ready, the connection carries `application_name` = `name` (prefix
-`LISTENER_PREFIX`), so `pg_stat_activity` lists the ready listeners of every
+Once listening, the connection carries `application_name` = `name` (prefix
+`LISTENER_PREFIX`), so `pg_stat_activity` lists the listeners of every
 process on every host; a callback can `send()` a notification of its own
 (an acknowledgement) on the listener's connection once it has returned.
 """
@@ -49,7 +49,7 @@ class NotificationListener:
     def __init__(self, url: str) -> None:
         self._url = url
         self.name = LISTENER_PREFIX + uuid.uuid4().hex
-        """This process's listener identity (its connection's `application_name` once ready)."""
+        """This process's listener identity (its connection's `application_name`)."""
         self._outbox: list[tuple[str, str]] = []
         self._callbacks: dict[str, Callback] = {}
         self._on_connect: list[Hook] = []
@@ -117,10 +117,13 @@ class NotificationListener:
         async with await executor.Connection.connect(self._url, autocommit=True) as connection:
             for channel in self._callbacks:
                 await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            # Listed (for revocation barriers) once listening and before the hooks
+            # reload: whatever commits before a barrier lists this listener is then
+            # either notified to it or found by its reload.
+            await connection.execute(SET_NAME, (self.name,))
+            self._outbox.clear()
             for hook in self._on_connect:
                 await hook(connection)
-            self._outbox.clear()
-            await connection.execute(SET_NAME, (self.name,))  # listed as ready from now on
             self.connected = True
             next_tick = time.monotonic() + TICK_S
             while True:
@@ -146,6 +149,6 @@ class NotificationListener:
 
 
 async def ready_listeners(connection: executor.Connection) -> list[str]:
-    """The names of the ready listeners on this database, from every process and host."""
+    """The names of the listeners on this database (listening), from every process and host."""
     cursor = await connection.execute(READY_LISTENERS, (LISTENER_PREFIX,))
     return [row[0] for row in await cursor.fetchall()]

@@ -9,8 +9,8 @@ import httpx
 import jwt
 
 from server.auth.tokens import key_id
-from tests.e2e.conftest import Account, register_and_login
-from tests.e2e.helpers import assert_error
+from tests.e2e.conftest import Account, Stack, register_and_login
+from tests.e2e.helpers import assert_error, every_process, refused_on_every_process
 
 DEV_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # the stack runs with the default
 
@@ -98,10 +98,12 @@ def test_hostile_tokens_are_401(http: httpx.Client, alice: Account) -> None:
         assert_error(response, 401, 16)
 
 
-def test_logout_revokes_access_and_refresh(http: httpx.Client) -> None:
+def test_logout_revokes_access_and_refresh(http: httpx.Client, stack: Stack) -> None:
     account = register_and_login(http)
-    out = http.post("/api/v1/auth/logout", headers=account.headers)
-    assert out.status_code == 204 and out.content == b""
+    with every_process(stack.worker_targets) as workers:
+        out = http.post("/api/v1/auth/logout", headers=account.headers)
+        assert out.status_code == 204 and out.content == b""
+        refused_on_every_process(workers, account.access_token)
     assert_error(
         http.get("/api/v1/users/me", headers=account.headers), 401, 16, reason="TOKEN_REVOKED"
     )
@@ -109,7 +111,7 @@ def test_logout_revokes_access_and_refresh(http: httpx.Client) -> None:
     assert_error(again, 401, 16)
 
 
-def test_refresh_rotates_once(http: httpx.Client) -> None:
+def test_refresh_rotates_once(http: httpx.Client, stack: Stack) -> None:
     account = register_and_login(http)
     first = http.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
     assert first.status_code == 200, first.text
@@ -118,7 +120,9 @@ def test_refresh_rotates_once(http: httpx.Client) -> None:
         http.get("/api/v1/users/me", headers={"authorization": f"Bearer {new_access}"}).status_code
         == 200
     )
-    reuse = http.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
-    assert_error(reuse, 401, 16)
+    with every_process(stack.worker_targets) as workers:
+        reuse = http.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
+        assert_error(reuse, 401, 16)
+        refused_on_every_process(workers, new_access)  # the whole family is revoked
     revoked = http.get("/api/v1/users/me", headers={"authorization": f"Bearer {new_access}"})
     assert_error(revoked, 401, 16)

@@ -93,7 +93,8 @@ class Settings:
 
     revocation_barrier_timeout_s: float = 2.0
     """Longest a revoking call (logout, refresh reuse, password change, account deletion)
-    waits for every server process to acknowledge the revocation before answering anyway."""
+    waits for every server process to acknowledge the revocation before answering anyway
+    (0: does not wait, as before the barrier existed)."""
 
     bcrypt_rounds: int = 12
     """bcrypt cost factor (4 to 31)."""

@@ -76,6 +76,8 @@ class RevocationBarrier:
         """
         if not session_ids:
             return True
+        if self._timeout_s <= 0:
+            return False  # turned off
         started = time.monotonic()
         missing: set[str] = {"(the listing of listeners)"}
         if not self._listener.connected:

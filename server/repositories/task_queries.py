@@ -60,7 +60,8 @@ _DUE_AFTER = sql.SQL("due_at >= %(f_due_after)s")
 _DUE_BEFORE = sql.SQL("due_at < %(f_due_before)s")
 _OVERDUE = sql.SQL("NOT completed AND due_at < now()")
 _NOT_OVERDUE = sql.SQL("(completed OR due_at IS NULL OR due_at >= now())")
-_Q = sql.SQL("(title ILIKE %(f_q)s OR description ILIKE %(f_q)s)")
+Q_CONDITION = sql.SQL("(title ILIKE %(f_q)s OR description ILIKE %(f_q)s)")
+"""The `q` condition; filter_conditions puts it last."""
 
 
 def filter_conditions(
@@ -92,7 +93,7 @@ def filter_conditions(
     elif f.overdue is False:
         conditions.append(_NOT_OVERDUE)
     if f.q:
-        conditions.append(_Q)
+        conditions.append(Q_CONDITION)
         params["f_q"] = "%" + _escape_like(f.q) + "%"
     return conditions, params
 

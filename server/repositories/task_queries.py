@@ -55,7 +55,8 @@ _OWNER = sql.SQL("user_id = %(user_id)s")
 _COMPLETED = sql.SQL("completed = %(f_completed)s")
 _PRIORITIES = sql.SQL("priority = ANY(%(f_priorities)s::smallint[])")
 _CATEGORY = sql.SQL("category = %(f_category)s")
-_TAGS = sql.SQL("tags @> %(f_tags)s::text[]")
+TAGS_CONDITION = sql.SQL("tags @> %(f_tags)s::text[]")
+"""The tags condition (all of the filter's tags)."""
 _DUE_AFTER = sql.SQL("due_at >= %(f_due_after)s")
 _DUE_BEFORE = sql.SQL("due_at < %(f_due_before)s")
 _OVERDUE = sql.SQL("NOT completed AND due_at < now()")
@@ -80,7 +81,7 @@ def filter_conditions(
         conditions.append(_CATEGORY)
         params["f_category"] = f.category
     if f.tags:
-        conditions.append(_TAGS)
+        conditions.append(TAGS_CONDITION)
         params["f_tags"] = list(f.tags)
     if f.due_after is not None:
         conditions.append(_DUE_AFTER)

@@ -86,13 +86,13 @@ WALK = 2_000
 
 _Q_WALK = sql.SQL("""
 SELECT NULL AS total, w.* FROM (
-    SELECT {columns}, {sorts}, {q} AS matched, row_number() OVER (ORDER BY {order}) AS rn
-    FROM {source} WHERE {where} ORDER BY {order} LIMIT %(walk)s
+    SELECT {columns}, {sorts}, {q} AS matched FROM {source} WHERE {where}
+    ORDER BY {order} LIMIT %(walk)s
 ) AS w
-WHERE w.matched OR w.rn = %(walk)s ORDER BY w.rn LIMIT %(limit)s
+WHERE w.matched ORDER BY {w_order} LIMIT %(limit)s
 """)
-"""Step one of `q`: the next WALK rows in listing order (no `q` condition, so the listing's
-index), keeping the matches and the WALK-th row (which says the walk ran dry)."""
+"""Step one of `q`: the matches among the next WALK rows in listing order (walked without the
+`q` condition, so on the listing's index; the walk stops as soon as the page is full)."""
 
 _Q_FALLBACK = sql.SQL("""
 WITH m AS MATERIALIZED (SELECT {columns}, {sorts} FROM tasks WHERE {where})
@@ -237,6 +237,8 @@ class PgTasksRepository:
         if query.filter.tags and query.order == domain.DEFAULT_ORDER:
             source = _TAG_WALK
             params["f_walk_tag"] = query.filter.tags[0]
+            if len(query.filter.tags) == 1:  # the walk is the condition: no GIN plan to pick
+                conditions.remove(task_queries.TAGS_CONDITION)
         if after is not None:
             condition, after_params = task_queries.after_condition(columns, after)
             conditions.append(condition)
@@ -274,7 +276,7 @@ class PgTasksRepository:
 
     async def _q_page(
         self,
-        parts: dict[str, sql.Composable],
+        parts: dict[str, Any],
         conditions: list[sql.Composable],
         params: dict[str, Any],
         columns: list[task_queries.SortColumn],
@@ -286,25 +288,23 @@ class PgTasksRepository:
         walk = max(WALK, 4 * (page_size + 1))
         q_index = conditions.index(task_queries.Q_CONDITION)
         rest = conditions[:q_index] + conditions[q_index + 1 :]
-        walk_parts = {**parts, "where": task_queries.where(rest), "q": task_queries.Q_CONDITION}
-        statement = _Q_WALK.format(**walk_parts)
-        raw = await self._db.fetch_all(task_rows.text(statement), {**params, "walk": walk})
-        matched_at = _SORTS_START + len(columns)
-        rows = [row for row in raw if row[matched_at]]
-        ran_dry = any(row[matched_at + 1] == walk for row in raw)
+        statement = _Q_WALK.format(
+            **{
+                **parts,
+                "where": task_queries.where(rest),
+                "q": task_queries.Q_CONDITION,
+                "w_order": task_queries.order_clause(columns, prefix="w"),
+            }
+        )
+        rows = await self._db.fetch_all(task_rows.text(statement), {**params, "walk": walk})
         first = after is None and count
-        if len(rows) > page_size or not ran_dry:
-            if after is not None:
-                total = after.total_size
-            elif not count:
-                total = 0
-            elif len(rows) > page_size:
+        if len(rows) > page_size:  # the walk filled the page
+            total = after.total_size if after else 0
+            if first:
                 count_statement = _COUNT.format(**parts)
                 row = await self._db.fetch_one(task_rows.text(count_statement), params)
                 total = row[0] if row else 0
-            else:
-                total = len(rows)  # the walk saw every one of the user's rows
-        else:
+        else:  # it ran dry (or the matches ran out): step two finds every remaining match
             statement = _Q_FALLBACK.format(
                 **parts,
                 m_order=task_queries.order_clause(columns, prefix="m"),

@@ -51,7 +51,8 @@ def sort_columns(order: tuple[domain.Order, ...]) -> list[SortColumn]:
     return columns
 
 
-_OWNER = sql.SQL("user_id = %(user_id)s")
+OWNER_CONDITION = sql.SQL("user_id = %(user_id)s")
+"""The owner condition, always the first."""
 _COMPLETED = sql.SQL("completed = %(f_completed)s")
 _PRIORITIES = sql.SQL("priority = ANY(%(f_priorities)s::smallint[])")
 _CATEGORY = sql.SQL("category = %(f_category)s")
@@ -69,7 +70,7 @@ def filter_conditions(
     user_id: uuid.UUID, f: domain.TaskFilter
 ) -> tuple[list[sql.Composable], dict[str, Any]]:
     """WHERE conditions (ANDed) and their parameters for the owner and a filter."""
-    conditions: list[sql.Composable] = [_OWNER]
+    conditions: list[sql.Composable] = [OWNER_CONDITION]
     params: dict[str, Any] = {"user_id": user_id}
     if f.completed is not None:
         conditions.append(_COMPLETED)

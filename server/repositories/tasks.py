@@ -47,7 +47,7 @@ _FIRST_PAGE = sql.SQL("""
 SELECT c.total, p.*
 FROM (
     SELECT count(*) FROM (
-        SELECT FROM {source} WHERE {where} {count_order} LIMIT %(count_cap)s
+        SELECT FROM {count_from} LIMIT %(count_cap)s
     ) AS m
 ) AS c (total)
 LEFT JOIN (
@@ -59,8 +59,11 @@ ORDER BY {outer_order}
 
 The count walks the page's own order, so it uses the listing's index (and stops at the
 cap) rather than scanning other users' rows; with a due-date range it has no order, so
-its plan is chosen apart from the page's: a range scan of the due-date index.
+its plan is chosen apart from the page's: a range scan of the due-date index. A filter on
+one tag alone counts `task_tags` entries (an index-only scan), without joining the tasks.
 """
+
+_TAG_COUNT = sql.SQL("task_tags WHERE user_id = %(user_id)s AND tag = %(f_walk_tag)s")
 
 _TASKS = sql.Identifier("tasks")
 
@@ -258,11 +261,16 @@ class PgTasksRepository:
             return await self._q_page(parts, conditions, params, columns, page_size, after, count)
         if first:
             due_range = query.filter.due_after is not None or query.filter.due_before is not None
+            count_from: sql.Composable = sql.SQL("{} WHERE {} {}").format(
+                source,
+                parts["where"],
+                sql.SQL("") if due_range else sql.SQL("ORDER BY {}").format(parts["order"]),
+            )
+            if source is _TAG_WALK and conditions == [task_queries.OWNER_CONDITION]:
+                count_from = _TAG_COUNT
             statement = _FIRST_PAGE.format(
                 **parts,
-                count_order=sql.SQL("")
-                if due_range
-                else sql.SQL("ORDER BY {}").format(parts["order"]),
+                count_from=count_from,
                 outer_order=task_queries.order_clause(columns, prefix="p"),
             )
         else:

@@ -88,8 +88,8 @@ bench: $(STAMP)  ## Throughput: REST vs gRPC vs a trivial RPC, side by side (ben
 bench-streams: $(STAMP)  ## Watch capacity and latency, streaming, batchCreate (bench/README.md)
 	@$(PY) bench/streams.py
 
-bench-scale: $(STAMP)  ## Query latency with 5M tasks, 1M of them one user's (about 15 min)
-	@$(PY) bench/data_scale.py
+bench-scale: $(STAMP)  ## Query latency with 5M tasks, 1M of them one user's (about 15 min; SCALE_ARGS="--big 100000 --others 400000" for a quick run)
+	@$(PY) bench/data_scale.py $(SCALE_ARGS)
 
 clean:  ## Remove the virtualenv, tools and caches (keeps .data/)
 	rm -rf $(VENV) $(TOOLS) third_party .pytest_cache .mypy_cache .ruff_cache

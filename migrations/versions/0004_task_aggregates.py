@@ -59,7 +59,8 @@ x AS (
     SELECT user_id, 1::smallint AS kind, {completed_bucket} AS bucket, sign FROM d
     WHERE completed AND completed_at IS NOT NULL
     UNION ALL
-    SELECT user_id, 2::smallint, {due_bucket}, sign FROM d WHERE NOT completed AND due_at IS NOT NULL
+    SELECT user_id, 2::smallint, {due_bucket}, sign FROM d
+    WHERE NOT completed AND due_at IS NOT NULL
 ),
 s AS (
     SELECT user_id, kind, bucket, sum(sign) AS n FROM x

@@ -98,7 +98,7 @@ WHERE w.matched ORDER BY {w_order} LIMIT %(limit)s
 `q` condition, so on the listing's index; the walk stops as soon as the page is full)."""
 
 _Q_FALLBACK = sql.SQL("""
-WITH m AS MATERIALIZED (SELECT {columns}, {sorts} FROM tasks WHERE {where})
+WITH m AS MATERIALIZED (SELECT {columns}, {sorts} FROM {source} WHERE {where})
 SELECT c.total, p.*
 FROM (SELECT count(*) FROM (SELECT FROM m LIMIT %(count_cap)s) AS x) AS c (total)
 LEFT JOIN (SELECT * FROM m ORDER BY {m_order} LIMIT %(limit)s) AS p ON true
@@ -258,7 +258,9 @@ class PgTasksRepository:
         }
         first = after is None and count
         if query.filter.q:
-            return await self._q_page(parts, conditions, params, columns, page_size, after, count)
+            return await self._q_page(
+                parts, conditions, estimate_where, params, columns, page_size, after, count
+            )
         if first:
             due_range = query.filter.due_after is not None or query.filter.due_before is not None
             count_from: sql.Composable = sql.SQL("{} WHERE {} {}").format(
@@ -286,6 +288,7 @@ class PgTasksRepository:
         self,
         parts: dict[str, Any],
         conditions: list[sql.Composable],
+        estimate_where: sql.Composable,
         params: dict[str, Any],
         columns: list[task_queries.SortColumn],
         page_size: int,
@@ -322,8 +325,7 @@ class PgTasksRepository:
             rows = [row for row in raw if row[1] is not None]
             total = after.total_size if after else (raw[0][0] if raw and first else 0)
         if total > COUNT_CAP and first:
-            without_after = conditions if after is None else conditions[:-1]
-            total = await self._estimate(task_queries.where(without_after), params)
+            total = await self._estimate(estimate_where, params)
         return _page(rows, page_size, len(columns), total)
 
     async def _estimate(self, where: sql.Composable, params: dict[str, Any]) -> int:

@@ -146,6 +146,10 @@ FILTERS: list[tuple[domain.TaskFilter, Callable[[domain.Task], bool]]] = [
     (queries.make_filter(q="r_s"), lambda t: "r_s" in t.title),
     (queries.make_filter(q="%"), lambda t: "%" in t.title),
     (
+        queries.make_filter(q="milk", tags=["a"]),
+        lambda t: "milk" in t.description and "a" in t.tags,
+    ),
+    (
         queries.make_filter(completed=False, category="work", tags=["a"]),
         lambda t: not t.completed and t.category == "work" and "a" in t.tags,
     ),

@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
 PROTOS := $(wildcard protos/todo/v1/*.proto)
 
 .PHONY: help venv run test test-unit test-integration test-e2e generate check-generated lint \
-        buf-lint migrate bench bench-streams bench-scale clean system-deps
+        buf-lint migrate bench bench-streams bench-scale bench-login-flood clean system-deps
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ bench-streams: $(STAMP)  ## Watch capacity and latency, streaming, batchCreate (
 
 bench-scale: $(STAMP)  ## Query latency with 5M tasks, 1M of them one user's (about 15 min)
 	@$(PY) bench/data_scale.py
+
+bench-login-flood: $(STAMP)  ## Get latency during wrong-password login floods of 4/16/64 connections (about 2 min)
+	@$(PY) bench/login_flood.py
 
 clean:  ## Remove the virtualenv, tools and caches (keeps .data/)
 	rm -rf $(VENV) $(TOOLS) third_party .pytest_cache .mypy_cache .ruff_cache

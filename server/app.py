@@ -34,6 +34,7 @@ from todo.v1 import (
 )
 
 from server import housekeeping
+from server.auth.hash_pool import HashPool
 from server.auth.passwords import PasswordHasher
 from server.auth.sessions import DatabaseSessionCheck
 from server.auth.tokens import LEEWAY_S, TokenCodec
@@ -104,7 +105,8 @@ async def create_server(
     server = grpc.aio.server(
         interceptors=_interceptors(settings, tokens, revocations), options=SERVER_OPTIONS
     )
-    _add_servicers(server, settings, tokens, uow, feed)
+    hasher = PasswordHasher(settings.bcrypt_rounds, _hash_pool(settings, stack))
+    _add_servicers(server, settings, tokens, hasher, uow, feed)
     await _add_health(server, stack, functools.partial(ping, pool))
     if settings.reflection_enabled:
         names = [*SERVICE_NAMES, "grpc.health.v1.Health", reflection.SERVICE_NAME]
@@ -135,10 +137,10 @@ def _add_servicers(
     server: grpc.aio.Server,
     settings: Settings,
     tokens: TokenCodec,
+    hasher: PasswordHasher,
     uow: Callable[[], UnitOfWorkPort],
     feed: ChangeFeed,
 ) -> None:
-    hasher = PasswordHasher(settings.bcrypt_rounds)
     throttle = Throttle(Limits.from_settings(settings))
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
         AuthServicer(uow, hasher, tokens, throttle), server
@@ -152,6 +154,18 @@ def _add_servicers(
         settings.watch_heartbeat_s,
     )
     task_service_pb2_grpc.add_TaskServiceServicer_to_server(task_servicer, server)
+
+
+def _hash_pool(settings: Settings, stack: contextlib.AsyncExitStack) -> HashPool:
+    """The process's password-hashing threads: few, niced, with a short queue."""
+    pool = HashPool(
+        slots=settings.hash_slots,
+        queue=settings.hash_queue,
+        max_wait_s=settings.hash_max_wait_ms / 1000,
+        niceness=settings.hash_niceness,
+    )
+    stack.callback(pool.close)
+    return pool
 
 
 def _background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None] | None) -> None:

@@ -1,0 +1,184 @@
+"""Bounded, low-priority execution of password hashes.
+
+A bcrypt hash costs about 250 ms of CPU at cost 12. Run without bounds (one
+thread per call), a flood of logins takes every core and every other user's
+calls queue behind it. `HashPool` bounds one server process's hashes:
+
+- at most `slots` hashes run at once, each on one of `slots` threads that the
+  kernel schedules below the request path (`niceness`, per thread), so idle
+  CPU goes to hashing and busy CPU to everyone else;
+- at most `queue` more wait for a slot, each for at most `max_wait_s`;
+- anything past that is shed at once: `Shed` is raised, with no work done.
+
+bcrypt releases the GIL while it hashes, so threads run it in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+LOG_EVERY_S = 1.0
+"""At most one `password_hash_shed` line a second per process (with the count since the last)."""
+
+
+class Shed(Exception):
+    """The pool is full: the hash was not run. Retry later."""
+
+
+def lower_priority(niceness: int) -> None:
+    """Make the calling thread `niceness` nicer (Linux schedules threads one by one).
+
+    Runs as each hashing thread's initializer. Where per-thread priorities do not
+    exist, the thread keeps the process's priority.
+    """
+    if niceness <= 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + niceness))
+    except OSError:  # pragma: no cover - not permitted here
+        log.warning("could not lower the priority of hashing thread %d", tid)
+
+
+class Admission:
+    """A semaphore with a bounded wait queue and a bounded wait (one event loop)."""
+
+    def __init__(self, slots: int, queue: int, max_wait_s: float) -> None:
+        if slots < 1 or queue < 0 or max_wait_s < 0:
+            raise ValueError("need slots >= 1, queue >= 0, max_wait_s >= 0")
+        self._free = slots
+        self._queue = queue
+        self._max_wait_s = max_wait_s
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def waiting(self) -> int:
+        """Callers waiting for a slot now."""
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
+    @property
+    def full(self) -> bool:
+        """Whether `enter()` would refuse at once."""
+        return self._free == 0 and self.waiting >= self._queue
+
+    async def enter(self) -> bool:
+        """Take a slot, waiting in the queue if there is room; False if refused."""
+        if self._free > 0 and not self.waiting:
+            self._free -= 1
+            return True
+        if self.waiting >= self._queue:
+            return False
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self._max_wait_s):
+                await waiter
+            return True
+        except TimeoutError:
+            return self._granted(waiter)  # handed a slot just as time ran out: keep it
+        except asyncio.CancelledError:
+            if self._granted(waiter):
+                self.leave()
+            raise
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def leave(self) -> None:
+        """Give the slot back: to the first waiter, else to the free ones."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+    @staticmethod
+    def _granted(waiter: asyncio.Future[None]) -> bool:
+        return waiter.done() and not waiter.cancelled()
+
+
+class HashPool:
+    """Runs blocking hash functions on a few low-priority threads, shedding the excess.
+
+    `shed_total` counts every refusal since start (for metrics); each refusal is
+    also logged (`event=password_hash_shed`, at most once a second with a count).
+    """
+
+    def __init__(
+        self,
+        slots: int,
+        queue: int,
+        max_wait_s: float,
+        niceness: int,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
+        self._admission = Admission(slots, queue, max_wait_s)
+        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
+            max_workers=slots,
+            thread_name_prefix="password-hash",
+            initializer=lower_priority,
+            initargs=(niceness,),
+        )
+        self.shed_total = 0
+        self._unlogged = 0
+        self._logged_at = float("-inf")
+
+    @property
+    def full(self) -> bool:
+        """Whether a hash submitted now would be shed at once."""
+        return self._admission.full
+
+    def refuse_if_full(self) -> None:
+        """Shed now, before any other work, when a hash would be shed anyway."""
+        if self._admission.full:
+            self._shed()
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run `fn(*args)` on a hashing thread; raises Shed when the pool is full.
+
+        The slot is held until the thread is done, even when the caller goes away,
+        so no more than `slots` hashes ever run at once.
+        """
+        if not await self._admission.enter():
+            self._shed()
+        loop = asyncio.get_running_loop()
+        try:
+            future = self._executor.submit(fn, *args)
+        except BaseException:
+            self._admission.leave()
+            raise
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._admission.leave))
+        return await asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        """Stop the threads once the running hashes finish."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _shed(self) -> None:
+        self.shed_total += 1
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._logged_at >= LOG_EVERY_S:
+            log.warning(
+                "event=password_hash_shed shed=%d shed_total=%d waiting=%d",
+                self._unlogged,
+                self.shed_total,
+                self._admission.waiting,
+                extra={"event": "password_hash_shed", "shed": self._unlogged},
+            )
+            self._logged_at = now
+            self._unlogged = 0
+        raise Shed

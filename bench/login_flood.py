@@ -1,15 +1,18 @@
 """A login flood against a steady authenticated load, side by side in one run.
 
 Reproduces issue 15's table: wrk drives GET /api/v1/users/me/tasks/{id} with 16 connections
-(one user), first alone, then while N connections keep sending logins with a wrong password
-(N = 4, 16, 64 by default), then alone again (the second baseline shows the noise of the
-shared machine). bcrypt runs at its deployed cost (12) and the credential throttles are
-raised so high that every attempt reaches bcrypt, as in a flood from thousands of addresses.
+(one user), alone and while N connections keep sending logins with a wrong password
+(N = 4, 16, 64 by default). No-flood rows alternate with flood rows, and each flood row is
+compared with the mean of the no-flood rows just before and after it, because the machine
+is shared and its load drifts. bcrypt runs at its deployed cost (12) and the credential
+throttles are raised so high that every attempt reaches bcrypt, as in a flood from
+thousands of addresses.
 
-Per row: get req/s, p50 and p99 (from wrk), and their ratio to the first no-flood row;
-logins answered (401) per second; refusals (429/503) per second and their p99 latency;
-the login p50. The header gives the bcrypt time measured here and the idle cores during the
-first no-flood row, hence the login rate the issue asks for: 90% of idle cores / bcrypt time.
+Per row: get req/s, p50 and p99 (from wrk) and their ratio to the neighbouring no-flood
+rows; logins answered (401) per second; refusals (429/503) per second and their p99
+latency; the login p50; the CPU (in cores) of the server processes, Envoy and PostgreSQL,
+and the machine's idle cores. The goal for logins is 90% of the idle cores of the
+neighbouring no-flood rows divided by the bcrypt time measured here.
 
 A flooding connection that is refused waits as `Retry-After` asks (`--refusal-pause -1`,
 the default) or a fixed pause (`--refusal-pause 0`: an attacker who ignores it). Usage:
@@ -40,7 +43,7 @@ from pathlib import Path
 import bcrypt
 import httpx
 import psutil
-from stack import Stack
+from stack import Stack, cpu_seconds
 
 GET_CONNECTIONS = 16
 PASSWORD = "benchmark-password"
@@ -67,6 +70,7 @@ class Row:
     seconds: float
     flood: Flood | None
     idle_cores: float
+    cpu_cores: dict[str, float]
 
 
 def ms(values: list[float], q: int) -> float:
@@ -155,6 +159,8 @@ async def measure(
         ]
         if tasks:
             await asyncio.sleep(1.0)  # let the flood reach bcrypt first
+        groups = stack.processes()
+        cpu_before = cpu_seconds(groups)
         idle_before = psutil.cpu_times().idle
         started = time.monotonic()
         if flood is not None:
@@ -163,13 +169,15 @@ async def measure(
         total, p50, p99, errors = await run_wrk(url, seconds, token)
         elapsed = time.monotonic() - started
         idle = (psutil.cpu_times().idle - idle_before) / elapsed
+        cpu_after = cpu_seconds(groups)
+        cpu = {name: (cpu_after[name] - cpu_before[name]) / elapsed for name in cpu_before}
         stop.set()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     if floods:
         await settle(stack, emails)
-    return Row(name, total / seconds, p50, p99, errors, elapsed, flood, idle)
+    return Row(name, total / seconds, p50, p99, errors, elapsed, flood, idle, cpu)
 
 
 def bcrypt_seconds(rounds: int) -> float:
@@ -204,35 +212,47 @@ def setup(stack: Stack, accounts: int) -> tuple[str, str, list[str]]:
     return token, task.json()["id"], emails[1:]
 
 
+def baseline(rows: list[Row], index: int) -> tuple[float, float, float]:
+    """Mean req/s, p99 and idle cores of the no-flood rows next to row `index`."""
+    near = [rows[i] for i in (index - 1, index + 1) if 0 <= i < len(rows) and not rows[i].flood]
+    near = near or [rows[index]]
+    return (
+        statistics.mean(r.get_rps for r in near),
+        statistics.mean(r.get_p99_ms for r in near),
+        statistics.mean(r.idle_cores for r in near),
+    )
+
+
 def print_table(rows: list[Row], args: argparse.Namespace, hash_s: float) -> None:
-    base = rows[0]
-    target = 0.9 * base.idle_cores / hash_s
     pause = "as Retry-After asks" if args.refusal_pause < 0 else f"{args.refusal_pause:g} s"
     print()
     print(
         f"{args.workers} server processes + Envoy + PostgreSQL + wrk + this client on "
         f"{os.cpu_count()} shared cores; bcrypt cost {args.rounds} = {hash_s * 1000:.0f} ms "
-        f"here; {base.idle_cores:.2f} cores idle during the first no-flood row, so the goal "
-        f"is >= {target:.1f} logins/s; {args.duration} s per row; refused flooders pause "
-        f"{pause}."
+        f"here; {args.duration} s per row; refused flooders pause {pause}"
+        + (f"; {' '.join(args.env)}." if args.env else ".")
     )
     print()
     print(
         "| flood | get req/s | get p50 | get p99 | req/s vs no flood | p99 vs no flood "
-        "| logins/s | refusals/s | refusal p99 | login p50 |"
+        "| logins/s (goal) | refusals/s | refusal p99 | login p50 "
+        "| CPU server / Envoy / PG | idle cores |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for row in rows:
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for index, row in enumerate(rows):
         flood = row.flood
-        logins = f"{len(flood.answered) / row.seconds:.1f}" if flood else "—"
+        rps, p99, idle = baseline(rows, index)
+        goal = 0.9 * idle / hash_s
+        logins = f"{len(flood.answered) / row.seconds:.1f} ({goal:.1f})" if flood else "—"
         refusals = f"{len(flood.refused) / row.seconds:.1f}" if flood else "—"
         refusal_p99 = f"{ms(flood.refused, 99):.0f} ms" if flood and flood.refused else "—"
         login_p50 = f"{ms(flood.answered, 50):.0f} ms" if flood and flood.answered else "—"
+        versus = f"{row.get_rps / rps - 1:+.0%} | {row.get_p99_ms / p99:.2f}x" if flood else "— | —"
+        cpu = " / ".join(f"{row.cpu_cores[k]:.2f}" for k in ("server", "envoy", "postgres"))
         print(
             f"| {row.name} | {row.get_rps:,.0f} | {row.get_p50_ms:.1f} ms | "
-            f"{row.get_p99_ms:.1f} ms | {row.get_rps / base.get_rps - 1:+.0%} | "
-            f"{row.get_p99_ms / base.get_p99_ms:.2f}x | {logins} | {refusals} | "
-            f"{refusal_p99} | {login_p50} |"
+            f"{row.get_p99_ms:.1f} ms | {versus} | {logins} | {refusals} | "
+            f"{refusal_p99} | {login_p50} | {cpu} | {row.idle_cores:.2f} |"
         )
     problems = [
         f"{row.name}: {row.get_errors} get errors, "
@@ -252,6 +272,7 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         "TODO_THROTTLE_PER_ADDRESS": HUGE,
         "TODO_THROTTLE_PER_ACCOUNT_ADDRESS": HUGE,
         "TODO_THROTTLE_PER_ACCOUNT": HUGE,
+        **dict(item.split("=", 1) for item in args.env),
     }
     print(f"==> starting the stack ({args.workers} workers + Envoy)", flush=True)
     stack = Stack(args.workers, work, args.log_level, env)
@@ -259,7 +280,9 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         token, task_id, emails = setup(stack, 8)
         url = f"{stack.rest}/api/v1/users/me/tasks/{task_id}"
         hash_s = bcrypt_seconds(args.rounds)
-        plan = [("no flood", 0), *((f"{n} flooding", n) for n in args.floods), ("no flood", 0)]
+        plan = [("no flood", 0)]
+        for n in args.floods:
+            plan += [(f"{n} flooding", n), ("no flood", 0)]
         rows = []
         for name, floods in plan:
             print(f"==> {name} ({args.duration}s)", flush=True)
@@ -291,6 +314,13 @@ def main() -> None:
         type=float,
         default=-1,
         help="seconds a refused flooder waits; -1 (default): as Retry-After says",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra server setting, e.g. --env TODO_HASH_NICENESS=0 (repeatable)",
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="server processes")
     parser.add_argument(

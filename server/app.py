@@ -157,12 +157,12 @@ def _add_servicers(
 
 
 def _hash_pool(settings: Settings, stack: contextlib.AsyncExitStack) -> HashPool:
-    """The process's password-hashing threads: few, niced, with a short queue."""
+    """The process's password-hashing threads: few, low-priority, with a short queue."""
     pool = HashPool(
         slots=settings.hash_slots,
         queue=settings.hash_queue,
         max_wait_s=settings.hash_max_wait_ms / 1000,
-        niceness=settings.hash_niceness,
+        priority=settings.hash_priority,
     )
     stack.callback(pool.close)
     return pool

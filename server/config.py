@@ -93,10 +93,10 @@ class Settings:
     hash_max_wait_ms: int = 500
     """Longest a hash waits in that queue before it is refused the same way."""
 
-    hash_niceness: int = 19
-    """How much nicer than the request path the hashing threads run (0 to 19; Linux
-    schedules each thread by its own niceness): idle CPU goes to hashes, busy CPU to
-    every other call. 0 runs them at the request path's priority."""
+    hash_priority: Literal["idle", "low", "normal"] = "idle"
+    """CPU priority of the hashing threads (Linux schedules each thread by its own):
+    `idle` (SCHED_IDLE: they get only CPU no other thread wants, and give it up the
+    moment a request needs it), `low` (niceness 19) or `normal` (the request path's)."""
 
     db_pool_min: int = 2
     """Connections each server process keeps open."""
@@ -211,8 +211,8 @@ class Settings:
                 "TODO_HASH_CONCURRENCY, TODO_HASH_QUEUE and TODO_HASH_MAX_WAIT_MS must not be "
                 "negative"
             )
-        if not 0 <= self.hash_niceness <= 19:
-            raise ConfigError("TODO_HASH_NICENESS must be between 0 and 19")
+        if self.hash_priority not in ("idle", "low", "normal"):
+            raise ConfigError("TODO_HASH_PRIORITY must be idle, low or normal")
 
     def _check_edge(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):

@@ -5,8 +5,9 @@ thread per call), a flood of logins takes every core and every other user's
 calls queue behind it. `HashPool` bounds one server process's hashes:
 
 - at most `slots` hashes run at once, each on one of `slots` threads that the
-  kernel schedules below the request path (`niceness`, per thread), so idle
-  CPU goes to hashing and busy CPU to everyone else;
+  kernel schedules below the request path (`priority`, set per thread: Linux
+  schedules threads one by one), so idle CPU goes to hashing and busy CPU to
+  everyone else;
 - at most `queue` more wait for a slot, each for at most `max_wait_s`;
 - anything past that is shed at once: `Shed` is raised, with no work done.
 
@@ -23,9 +24,12 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 T = TypeVar("T")
+Priority = Literal["idle", "low", "normal"]
+"""`idle`: SCHED_IDLE, runs only on CPU nothing else wants and yields at once to any
+woken thread; `low`: niceness 19; `normal`: the request path's own priority."""
 log = logging.getLogger(__name__)
 
 LOG_EVERY_S = 1.0
@@ -36,18 +40,18 @@ class Shed(Exception):
     """The pool is full: the hash was not run. Retry later."""
 
 
-def lower_priority(niceness: int) -> None:
-    """Make the calling thread `niceness` nicer (Linux schedules threads one by one).
+def lower_priority(priority: Priority) -> None:
+    """Lower the calling thread's CPU priority (the hashing threads' initializer).
 
-    Runs as each hashing thread's initializer. Where per-thread priorities do not
-    exist, the thread keeps the process's priority.
+    Where per-thread priorities do not exist, the thread keeps the process's.
     """
-    if niceness <= 0 or not hasattr(os, "setpriority"):
+    if priority == "normal" or not hasattr(os, "setpriority"):
         return
     tid = threading.get_native_id()
     try:
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + niceness))
+        os.setpriority(os.PRIO_PROCESS, tid, 19)
+        if priority == "idle" and hasattr(os, "sched_setscheduler"):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread
     except OSError:  # pragma: no cover - not permitted here
         log.warning("could not lower the priority of hashing thread %d", tid)
 
@@ -122,7 +126,7 @@ class HashPool:
         slots: int,
         queue: int,
         max_wait_s: float,
-        niceness: int,
+        priority: Priority,
         executor: concurrent.futures.Executor | None = None,
     ) -> None:
         self._admission = Admission(slots, queue, max_wait_s)
@@ -130,7 +134,7 @@ class HashPool:
             max_workers=slots,
             thread_name_prefix="password-hash",
             initializer=lower_priority,
-            initargs=(niceness,),
+            initargs=(priority,),
         )
         self.shed_total = 0
         self._unlogged = 0

@@ -37,7 +37,7 @@ def tokens(settings: Settings) -> TokenCodec:
 
 @pytest.fixture
 def hasher() -> Iterator[PasswordHasher]:
-    pool = HashPool(slots=2, queue=8, max_wait_s=10.0, niceness=0)
+    pool = HashPool(slots=2, queue=8, max_wait_s=10.0, priority="normal")
     yield PasswordHasher(rounds=4, pool=pool)
     pool.close()
 

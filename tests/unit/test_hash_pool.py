@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import os
 import sys
@@ -15,7 +14,7 @@ import pytest
 
 from server import errors
 from server.auth import passwords
-from server.auth.hash_pool import Admission, HashPool, Shed
+from server.auth.hash_pool import Admission, HashPool, Priority, Shed
 from server.auth.passwords import PasswordHasher
 
 
@@ -47,8 +46,10 @@ def gate() -> Iterator[Gate]:
     gate.opened.set()
 
 
-def make_pool(slots: int, queue: int, max_wait_s: float = 10.0, niceness: int = 0) -> HashPool:
-    return HashPool(slots=slots, queue=queue, max_wait_s=max_wait_s, niceness=niceness)
+def make_pool(
+    slots: int, queue: int, max_wait_s: float = 10.0, priority: Priority = "normal"
+) -> HashPool:
+    return HashPool(slots=slots, queue=queue, max_wait_s=max_wait_s, priority=priority)
 
 
 async def _started(gate: Gate, count: int) -> None:
@@ -167,30 +168,22 @@ async def test_shedding_is_logged_as_an_event_at_most_once_a_second(
     pool.close()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux")
-async def test_hashing_threads_run_niced_and_the_caller_does_not() -> None:
-    def own_niceness() -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-    base = own_niceness()
-    pool = make_pool(slots=2, queue=0, niceness=19)
-    assert await pool.run(own_niceness) == 19
-    assert own_niceness() == base  # the event loop's thread keeps its priority
-    pool.close()
+def _own_scheduling() -> tuple[int, int]:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), os.sched_getscheduler(0)
 
 
-async def test_the_priority_initializer_is_what_the_threads_run() -> None:
-    calls: list[int] = []
-
-    def initializer(niceness: int) -> None:
-        calls.append(niceness)
-
-    executor = concurrent.futures.ThreadPoolExecutor(
-        max_workers=1, initializer=initializer, initargs=(7,)
-    )
-    pool = HashPool(slots=1, queue=0, max_wait_s=1.0, niceness=7, executor=executor)
-    assert await pool.run(lambda: 42) == 42
-    assert calls == [7]
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux")
+@pytest.mark.parametrize(
+    ("priority", "niceness", "policy"),
+    [("idle", 19, os.SCHED_IDLE), ("low", 19, os.SCHED_OTHER), ("normal", None, os.SCHED_OTHER)],
+)
+async def test_hashing_threads_run_below_the_caller(
+    priority: Priority, niceness: int | None, policy: int
+) -> None:
+    caller = _own_scheduling()
+    pool = make_pool(slots=1, queue=0, priority=priority)
+    assert await pool.run(_own_scheduling) == (niceness or caller[0], policy)
+    assert _own_scheduling() == caller  # the event loop's thread keeps its priority
     pool.close()
 
 

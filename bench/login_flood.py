@@ -275,7 +275,10 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         **dict(item.split("=", 1) for item in args.env),
     }
     print(f"==> starting the stack ({args.workers} workers + Envoy)", flush=True)
-    stack = Stack(args.workers, work, args.log_level, env)
+    try:
+        stack = Stack(args.workers, work, args.log_level, env)
+    except RuntimeError:
+        sys.exit((work / "stack.log").read_text()[-3000:])
     try:
         token, task_id, emails = setup(stack, 8)
         url = f"{stack.rest}/api/v1/users/me/tasks/{task_id}"

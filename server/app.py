@@ -163,6 +163,7 @@ def _hash_pool(settings: Settings, stack: contextlib.AsyncExitStack) -> HashPool
         queue=settings.hash_queue,
         max_wait_s=settings.hash_max_wait_ms / 1000,
         priority=settings.hash_priority,
+        processes=settings.hash_processes,
     )
     stack.callback(pool.close)
     return pool

@@ -98,6 +98,11 @@ class Settings:
     `idle` (SCHED_IDLE: they get only CPU no other thread wants, and give it up the
     moment a request needs it), `low` (niceness 19) or `normal` (the request path's)."""
 
+    hash_processes: bool = True
+    """Hash in `hash_slots` child processes of each server process (spawned on first
+    use) rather than threads: a low-priority thread that the kernel holds back while it
+    owns Python's GIL would stall the request path too; a process shares no GIL."""
+
     db_pool_min: int = 2
     """Connections each server process keeps open."""
 

@@ -11,7 +11,9 @@ calls queue behind it. `HashPool` bounds one server process's hashes:
 - at most `queue` more wait for a slot, each for at most `max_wait_s`;
 - anything past that is shed at once: `Shed` is raised, with no work done.
 
-bcrypt releases the GIL while it hashes, so threads run it in parallel.
+bcrypt releases the GIL while it hashes, so threads run it in parallel. With
+`processes=True` the hashes run in child processes instead (spawned on first
+use), so a low-priority hasher never holds the request path's GIL.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
+import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +49,8 @@ def lower_priority(priority: Priority) -> None:
 
     Where per-thread priorities do not exist, the thread keeps the process's.
     """
+    if threading.current_thread() is threading.main_thread():  # a child process
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the server stops us
     if priority == "normal" or not hasattr(os, "setpriority"):
         return
     tid = threading.get_native_id()
@@ -127,15 +133,24 @@ class HashPool:
         queue: int,
         max_wait_s: float,
         priority: Priority,
-        executor: concurrent.futures.Executor | None = None,
+        processes: bool = False,
     ) -> None:
         self._admission = Admission(slots, queue, max_wait_s)
-        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
-            max_workers=slots,
-            thread_name_prefix="password-hash",
-            initializer=lower_priority,
-            initargs=(priority,),
-        )
+        self._executor: concurrent.futures.Executor
+        if processes:
+            self._executor = concurrent.futures.ProcessPoolExecutor(
+                max_workers=slots,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=lower_priority,
+                initargs=(priority,),
+            )
+        else:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=slots,
+                thread_name_prefix="password-hash",
+                initializer=lower_priority,
+                initargs=(priority,),
+            )
         self.shed_total = 0
         self._unlogged = 0
         self._logged_at = float("-inf")

@@ -173,15 +173,16 @@ def _own_scheduling() -> tuple[int, int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux")
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
 @pytest.mark.parametrize(
     ("priority", "niceness", "policy"),
     [("idle", 19, os.SCHED_IDLE), ("low", 19, os.SCHED_OTHER), ("normal", None, os.SCHED_OTHER)],
 )
-async def test_hashing_threads_run_below_the_caller(
-    priority: Priority, niceness: int | None, policy: int
+async def test_hashers_run_below_the_caller(
+    priority: Priority, niceness: int | None, policy: int, processes: bool
 ) -> None:
     caller = _own_scheduling()
-    pool = make_pool(slots=1, queue=0, priority=priority)
+    pool = HashPool(slots=1, queue=0, max_wait_s=1.0, priority=priority, processes=processes)
     assert await pool.run(_own_scheduling) == (niceness or caller[0], policy)
     assert _own_scheduling() == caller  # the event loop's thread keeps its priority
     pool.close()
@@ -206,4 +207,16 @@ async def test_a_busy_hasher_refuses_good_and_bad_passwords_alike(gate: Gate) ->
     }
     gate.opened.set()
     await running
+    pool.close()
+
+
+async def test_processes_hash_and_shed_like_threads() -> None:
+    pool = HashPool(slots=1, queue=0, max_wait_s=1.0, priority="idle", processes=True)
+    hasher = PasswordHasher(rounds=4, pool=pool)
+    stored = await hasher.hash("correct horse")
+    assert await hasher.verify("correct horse", stored)
+    checks = [asyncio.create_task(hasher.verify("wrong horse!", stored)) for _ in range(3)]
+    outcomes = await asyncio.gather(*checks, return_exceptions=True)
+    assert False in outcomes  # one ran
+    assert any(isinstance(o, errors.ResourceExhausted) for o in outcomes)  # the rest shed
     pool.close()

@@ -10,8 +10,8 @@ thousands of addresses.
 
 Per row: get req/s, p50 and p99 (from wrk) and their ratio to the neighbouring no-flood
 rows; logins answered (401) per second; refusals (429/503) per second and their p99
-latency; the login p50; the CPU (in cores) of the server processes, Envoy and PostgreSQL,
-and the machine's idle cores. The goal for logins is 90% of the idle cores of the
+latency; the login p50; the CPU (in cores) of the server processes (hashers included) and
+Envoy, and the machine's idle cores. The goal for logins is 90% of the idle cores of the
 neighbouring no-flood rows divided by the bcrypt time measured here.
 
 A flooding connection that is refused waits as `Retry-After` asks (`--refusal-pause -1`,
@@ -236,7 +236,7 @@ def print_table(rows: list[Row], args: argparse.Namespace, hash_s: float) -> Non
     print(
         "| flood | get req/s | get p50 | get p99 | req/s vs no flood | p99 vs no flood "
         "| logins/s (goal) | refusals/s | refusal p99 | login p50 "
-        "| CPU server / Envoy / PG | idle cores |"
+        "| CPU server / Envoy | idle cores |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for index, row in enumerate(rows):
@@ -248,7 +248,7 @@ def print_table(rows: list[Row], args: argparse.Namespace, hash_s: float) -> Non
         refusal_p99 = f"{ms(flood.refused, 99):.0f} ms" if flood and flood.refused else "—"
         login_p50 = f"{ms(flood.answered, 50):.0f} ms" if flood and flood.answered else "—"
         versus = f"{row.get_rps / rps - 1:+.0%} | {row.get_p99_ms / p99:.2f}x" if flood else "— | —"
-        cpu = " / ".join(f"{row.cpu_cores[k]:.2f}" for k in ("server", "envoy", "postgres"))
+        cpu = " / ".join(f"{row.cpu_cores[k]:.2f}" for k in ("server", "envoy"))
         print(
             f"| {row.name} | {row.get_rps:,.0f} | {row.get_p50_ms:.1f} ms | "
             f"{row.get_p99_ms:.1f} ms | {versus} | {logins} | {refusals} | "

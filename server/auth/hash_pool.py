@@ -49,8 +49,6 @@ def lower_priority(priority: Priority) -> None:
 
     Where per-thread priorities do not exist, the thread keeps the process's.
     """
-    if threading.current_thread() is threading.main_thread():  # a child process
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the server stops us
     if priority == "normal" or not hasattr(os, "setpriority"):
         return
     tid = threading.get_native_id()
@@ -60,6 +58,28 @@ def lower_priority(priority: Priority) -> None:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread
     except OSError:  # pragma: no cover - not permitted here
         log.warning("could not lower the priority of hashing thread %d", tid)
+
+
+def lower_process_priority(priority: Priority) -> None:
+    """Initializer of a hashing child process: lower its priority, out of the server's group.
+
+    Linux shares CPU fairly between scheduling groups first (a session's autogroup,
+    or a cgroup) and only then between the threads of a group by their priority. A
+    low-priority hasher in the server's group still spends the group's share, which
+    the request path then waits for while other groups run. So the child starts its
+    own session, hence its own autogroup, and makes that group as nice as it can be.
+    Inside a cgroup (systemd, containers) autogroups do not apply: give hashing a
+    low `cpu.weight` there instead.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the server stops us
+    if priority != "normal" and hasattr(os, "setsid"):
+        try:
+            os.setsid()
+            with open("/proc/self/autogroup", "w") as autogroup:
+                autogroup.write("19")
+        except OSError:  # no autogroups here: the thread priorities still apply
+            pass
+    lower_priority(priority)
 
 
 class Admission:
@@ -141,7 +161,7 @@ class HashPool:
             self._executor = concurrent.futures.ProcessPoolExecutor(
                 max_workers=slots,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=lower_priority,
+                initializer=lower_process_priority,
                 initargs=(priority,),
             )
         else:

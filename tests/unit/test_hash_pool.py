@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -219,4 +220,17 @@ async def test_processes_hash_and_shed_like_threads() -> None:
     outcomes = await asyncio.gather(*checks, return_exceptions=True)
     assert False in outcomes  # one ran
     assert any(isinstance(o, errors.ResourceExhausted) for o in outcomes)  # the rest shed
+    pool.close()
+
+
+def _own_autogroup() -> str:
+    return Path("/proc/self/autogroup").read_text().strip()
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no autogroups here")
+async def test_hashing_processes_get_their_own_nice_scheduling_group() -> None:
+    pool = HashPool(slots=1, queue=0, max_wait_s=1.0, priority="idle", processes=True)
+    theirs = await pool.run(_own_autogroup)
+    assert theirs != _own_autogroup()
+    assert theirs.endswith("nice 19"), theirs
     pool.close()

@@ -1,12 +1,12 @@
 """A login flood against a steady authenticated load, side by side in one run.
 
 Reproduces issue 15's table: wrk drives GET /api/v1/users/me/tasks/{id} with 16 connections
-(one user), alone and while N connections keep sending logins with a wrong password
-(N = 4, 16, 64 by default). No-flood rows alternate with flood rows, and each flood row is
+(one user), alone and while N connections, each from its own loopback address, keep sending
+logins with a wrong password (N = 4, 16, 64 by default). No-flood rows alternate with flood rows, and each flood row is
 compared with the mean of the no-flood rows just before and after it, because the machine
 is shared and its load drifts. bcrypt runs at its deployed cost (12) and the credential
 throttles are raised so high that every attempt reaches bcrypt, as in a flood from
-thousands of addresses.
+thousands of addresses (so the flooders' addresses only keep their throttle buckets apart).
 
 Per row: get req/s, p50 and p99 (from wrk) and their ratio to the neighbouring no-flood
 rows; logins answered (401) per second; refusals (429/503) per second and their p99
@@ -150,13 +150,15 @@ async def measure(
 ) -> Row:
     flood = Flood() if floods else None
     stop = asyncio.Event()
-    limits = httpx.Limits(max_connections=max(floods, 1), max_keepalive_connections=max(floods, 1))
-    async with httpx.AsyncClient(base_url=stack.rest, timeout=60, limits=limits) as http:
-        tasks = [
-            asyncio.create_task(flooder(http, emails, flood, stop, pause))
-            for _ in range(floods)
-            if flood is not None
-        ]
+    async with contextlib.AsyncExitStack() as clients:
+        tasks = []
+        for i in range(floods if flood is not None else 0):
+            # Each flooder from its own loopback address, as a flood comes from many.
+            transport = httpx.AsyncHTTPTransport(local_address=f"127.0.{i // 250}.{i % 250 + 2}")
+            http = await clients.enter_async_context(
+                httpx.AsyncClient(base_url=stack.rest, timeout=60, transport=transport)
+            )
+            tasks.append(asyncio.create_task(flooder(http, emails, flood, stop, pause)))
         if tasks:
             await asyncio.sleep(1.0)  # let the flood reach bcrypt first
         groups = stack.processes()

@@ -56,10 +56,13 @@ check-generated: generate  ## Fail if generated/ or envoy/todo.binpb differ from
 buf-lint: $(BUF) third_party/googleapis/google/api  ## buf lint the protos
 	@$(BUF) lint
 
-lint: $(STAMP) buf-lint  ## ruff, mypy --strict on server/, buf lint
+lint: $(STAMP) buf-lint  ## ruff, mypy (--strict on server/, relaxed on tests/ and bench/), buf lint
 	@$(VENV)/bin/ruff check server tests migrations bench
 	@$(VENV)/bin/ruff format --check server tests migrations bench
 	@$(VENV)/bin/mypy server
+	@$(VENV)/bin/mypy tests
+	@cd bench && MYPYPATH=$(CURDIR):$(CURDIR)/generated ../$(VENV)/bin/mypy --config-file ../pyproject.toml \
+	  stack.py throughput.py streams.py data_scale.py login_flood.py
 
 migrate: $(STAMP)  ## Apply the migrations to DATABASE_URL (or the embedded PostgreSQL)
 	@$(PY) -m server.db.migrate
@@ -70,8 +73,14 @@ run: $(STAMP)  ## Start PostgreSQL (embedded unless DATABASE_URL), the server pr
 test: $(STAMP)  ## Run unit, integration and e2e tests (TEST_DATABASE_URL or embedded PostgreSQL)
 	@$(PY) -m pytest
 
-test-unit: $(STAMP)  ## Only the unit tests
+test-unit: $(STAMP)  ## Only the unit tests (fakes, no database)
 	@$(PY) -m pytest tests/unit
+
+test-integration: $(STAMP)  ## Only the integration tests (marker `integration`: real PostgreSQL)
+	@$(PY) -m pytest -m integration
+
+test-e2e: $(STAMP)  ## Only the end-to-end tests (marker `e2e`: real processes and Envoy)
+	@$(PY) -m pytest -m e2e
 
 bench: $(STAMP)  ## Throughput: REST vs gRPC vs a trivial RPC, side by side (bench/README.md)
 	@$(PY) bench/throughput.py

@@ -151,8 +151,9 @@ async def measure(
     flood = Flood() if floods else None
     stop = asyncio.Event()
     async with contextlib.AsyncExitStack() as clients:
-        tasks = []
-        for i in range(floods if flood is not None else 0):
+        tasks: list[asyncio.Task[None]] = []
+        for i in range(floods):
+            assert flood is not None
             # Each flooder from its own loopback address, as a flood comes from many.
             transport = httpx.AsyncHTTPTransport(local_address=f"127.0.{i // 250}.{i % 250 + 2}")
             http = await clients.enter_async_context(

@@ -22,8 +22,16 @@ import grpc
 import httpx
 import pytest
 
+from tests.e2e import browser
+from tests.e2e.browser import Origin
+
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = 2
+# The browser fixtures (tests/e2e/browser.py), available to every e2e test.
+chromium = browser.chromium
+app_origin = browser.app_origin
+foreign_origin = browser.foreign_origin
+
 PREVIOUS_JWT_SECRET = "the-key-before-the-last-rotation-0123456789"
 """The main stack accepts tokens signed with this key too (by their kid)."""
 ALLOWED_ORIGIN = "https://app.example.com"
@@ -109,13 +117,15 @@ def _wait(healthy: Callable[[], bool], process: subprocess.Popen[bytes], log: Pa
 
 
 @pytest.fixture(scope="session")
-def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, app_origin: Origin
+) -> Iterator[Stack]:
     data = tmp_path_factory.mktemp("stack")
     env = {
         "TODO_ACCESS_TOKEN_TTL_S": "600",
         "TODO_WATCH_HEARTBEAT_S": "1",
         "TODO_JWT_PREVIOUS_SECRET": PREVIOUS_JWT_SECRET,
-        "TODO_CORS_ORIGINS": ALLOWED_ORIGIN,
+        "TODO_CORS_ORIGINS": f"{ALLOWED_ORIGIN},{app_origin.url}",
         # Every test here comes from one address: limits far above what the suite does.
         # tests/e2e/test_hardened_edge.py starts a second stack with tiny limits and TLS.
         "TODO_USER_RATE_LIMIT": "1000000",

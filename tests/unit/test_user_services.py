@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
@@ -19,7 +20,9 @@ async def _account(uow, hasher, throttle, email="ann@example.com") -> domain.Use
 
 async def _session(store, user: domain.User) -> domain.Principal:
     principal = make_principal(user.id)
-    await store.sessions.add(principal.session_id, user.id, "jti", principal.expires_at)
+    await store.sessions.add(
+        principal.session_id, user.id, "jti", dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    )
     return principal
 
 
@@ -189,7 +192,14 @@ async def test_busy_hashing_refuses_a_password_change_and_changes_nothing(
 
     with pytest.raises(errors.ResourceExhausted) as caught:
         await users.change_password(
-            uow(), Busy(), throttle, me, CLIENT, "me", PASSWORD, "new password"
+            uow(),
+            Busy(),  # type: ignore[arg-type]
+            throttle,
+            me,
+            CLIENT,
+            "me",
+            PASSWORD,
+            "new password",
         )
     assert caught.value.reason == "PASSWORD_CHECKS_BUSY"
     assert store.rate_limits.hits == counted

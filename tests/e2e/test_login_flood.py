@@ -26,8 +26,9 @@ PASSWORD = "correct horse battery"
 FLOODERS = 8
 REFUSAL_MEDIAN_S = 0.75
 """Refusals must be fast: the queue wait is at most 300 ms (generous for a shared box)."""
-LOGIN_BOUND_S = 30.0
-"""A patient user gets in within this while the flood runs (generous for a shared box)."""
+LOGIN_BOUND_S = 60.0
+"""A patient user gets in within this while the flood runs. Generous: hashing runs only on
+CPU nothing else wants, and on a shared machine other tenants may want nearly all of it."""
 
 
 @pytest.fixture(scope="module")

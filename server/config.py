@@ -101,7 +101,9 @@ class Settings:
     hash_processes: bool = True
     """Hash in `hash_slots` child processes of each server process (spawned on first
     use) rather than threads: a low-priority thread that the kernel holds back while it
-    owns Python's GIL would stall the request path too; a process shares no GIL."""
+    owns Python's GIL would stall the request path too; a process shares no GIL. With a
+    priority below `normal`, each child also starts its own session, whose autogroup it
+    makes nice 19, so hashing does not spend the server's own share of a busy machine."""
 
     db_pool_min: int = 2
     """Connections each server process keeps open."""

@@ -13,7 +13,11 @@ calls queue behind it. `HashPool` bounds one server process's hashes:
 
 bcrypt releases the GIL while it hashes, so threads run it in parallel. With
 `processes=True` the hashes run in child processes instead (spawned on first
-use), so a low-priority hasher never holds the request path's GIL.
+use), so a low-priority hasher never holds the request path's GIL, and each
+child leaves the server's scheduling group (`lower_process_priority`).
+
+`shed_total` counts refusals for the metrics exporter; each refusal is also
+logged as `event=password_hash_shed` (at most one line a second, with a count).
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import ctypes
+import functools
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +42,9 @@ Priority = Literal["idle", "low", "normal"]
 """`idle`: SCHED_IDLE, runs only on CPU nothing else wants and yields at once to any
 woken thread; `low`: niceness 19; `normal`: the request path's own priority."""
 log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+"""prctl option: the signal a process gets when its parent dies (Linux)."""
 
 LOG_EVERY_S = 1.0
 """At most one `password_hash_shed` line a second per process (with the count since the last)."""
@@ -60,7 +70,22 @@ def lower_priority(priority: Priority) -> None:
         log.warning("could not lower the priority of hashing thread %d", tid)
 
 
-def lower_process_priority(priority: Priority) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Have Linux kill this child when the server process dies, however it dies.
+
+    A pool's children hold their own end of its call queue, so they would never see
+    it close; and in their own session no signal to the server's group reaches them.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:  # pragma: no cover
+        log.warning("could not tie hashing process %d to its parent", os.getpid())
+    if os.getppid() != parent:  # pragma: no cover - the parent died before the prctl
+        os._exit(1)
+
+
+def lower_process_priority(priority: Priority, parent: int) -> None:
     """Initializer of a hashing child process: lower its priority, out of the server's group.
 
     Linux shares CPU fairly between scheduling groups first (a session's autogroup,
@@ -72,6 +97,7 @@ def lower_process_priority(priority: Priority) -> None:
     low `cpu.weight` there instead.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the server stops us
+    _die_with_parent(parent)
     if priority != "normal" and hasattr(os, "setsid"):
         try:
             os.setsid()
@@ -140,6 +166,23 @@ class Admission:
         return waiter.done() and not waiter.cancelled()
 
 
+def _executor(slots: int, priority: Priority, processes: bool) -> concurrent.futures.Executor:
+    """`slots` low-priority hashing processes or threads."""
+    if processes:
+        return concurrent.futures.ProcessPoolExecutor(
+            max_workers=slots,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=lower_process_priority,
+            initargs=(priority, os.getpid()),
+        )
+    return concurrent.futures.ThreadPoolExecutor(
+        max_workers=slots,
+        thread_name_prefix="password-hash",
+        initializer=lower_priority,
+        initargs=(priority,),
+    )
+
+
 class HashPool:
     """Runs blocking hash functions on a few low-priority threads, shedding the excess.
 
@@ -156,21 +199,8 @@ class HashPool:
         processes: bool = False,
     ) -> None:
         self._admission = Admission(slots, queue, max_wait_s)
-        self._executor: concurrent.futures.Executor
-        if processes:
-            self._executor = concurrent.futures.ProcessPoolExecutor(
-                max_workers=slots,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=lower_process_priority,
-                initargs=(priority,),
-            )
-        else:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=slots,
-                thread_name_prefix="password-hash",
-                initializer=lower_priority,
-                initargs=(priority,),
-            )
+        self._make_executor = functools.partial(_executor, slots, priority, processes)
+        self._executor = self._make_executor()
         self.shed_total = 0
         self._unlogged = 0
         self._logged_at = float("-inf")
@@ -194,13 +224,26 @@ class HashPool:
         if not await self._admission.enter():
             self._shed()
         loop = asyncio.get_running_loop()
+        executor = self._executor
         try:
-            future = self._executor.submit(fn, *args)
-        except BaseException:
+            future = executor.submit(fn, *args)
+        except BaseException as exc:
             self._admission.leave()
+            self._replace_if_broken(executor, exc)
             raise
         future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._admission.leave))
-        return await asyncio.wrap_future(future)
+        try:
+            return await asyncio.wrap_future(future)
+        except concurrent.futures.BrokenExecutor as exc:
+            self._replace_if_broken(executor, exc)
+            raise
+
+    def _replace_if_broken(self, executor: concurrent.futures.Executor, exc: BaseException) -> None:
+        """A hashing process died (killed, out of memory): start afresh for the next call."""
+        if isinstance(exc, concurrent.futures.BrokenExecutor) and executor is self._executor:
+            log.warning("a password hashing process died; starting new ones")
+            executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._make_executor()
 
     def close(self) -> None:
         """Stop the threads once the running hashes finish."""

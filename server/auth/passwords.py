@@ -13,6 +13,7 @@ before the password is looked at, so the refusal says nothing about it.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import secrets
 import unicodedata
@@ -107,6 +108,10 @@ class PasswordHasher:
             return await self._pool.run(fn, password, other)
         except Shed:
             raise busy() from None
+        except concurrent.futures.BrokenExecutor:
+            raise errors.Unavailable(
+                "password checks are restarting; retry", reason="PASSWORD_CHECKS_RESTARTING"
+            ) from None
 
     async def _dummy_hash(self) -> bytes:
         if self._dummy is None:

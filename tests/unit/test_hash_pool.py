@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from server import errors
@@ -233,4 +236,47 @@ async def test_hashing_processes_get_their_own_nice_scheduling_group() -> None:
     theirs = await pool.run(_own_autogroup)
     assert theirs != _own_autogroup()
     assert theirs.endswith("nice 19"), theirs
+    pool.close()
+
+
+_SERVER = """
+import asyncio, os
+from server.auth.hash_pool import HashPool
+
+async def main():
+    pool = HashPool(slots=1, queue=0, max_wait_s=1.0, priority="idle", processes=True)
+    print(await pool.run(os.getpid), flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+def test_hashing_processes_die_with_their_server_process() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", _SERVER], stdout=subprocess.PIPE, text=True
+    ) as server:
+        assert server.stdout is not None
+        hasher = int(server.stdout.readline())
+        assert _alive(hasher)
+        server.kill()  # no clean shutdown at all
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(hasher):
+        time.sleep(0.05)
+    assert not _alive(hasher)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+async def test_a_dead_hashing_process_is_replaced() -> None:
+    pool = HashPool(slots=1, queue=0, max_wait_s=1.0, priority="normal", processes=True)
+    with pytest.raises(concurrent.futures.BrokenExecutor):
+        await pool.run(os._exit, 1)  # the hashing process dies mid-call
+    assert await pool.run(os.getpid) != os.getpid()  # a fresh one answers
     pool.close()

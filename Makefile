@@ -14,7 +14,8 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
 PROTOS := $(wildcard protos/todo/v1/*.proto)
 
 .PHONY: help venv run test test-unit test-integration test-e2e generate check-generated lint \
-        buf-lint migrate bench bench-streams bench-scale bench-login-flood clean system-deps \
+        buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale bench-login-flood \
+        clean system-deps \
         lock lock-upgrade deploy-lint image test-install
 
 help:  ## List the targets
@@ -59,13 +60,22 @@ check-generated: generate  ## Fail if generated/ or server/envoy/todo.binpb diff
 buf-lint: $(BUF) third_party/googleapis/google/api  ## buf lint the protos
 	@$(BUF) lint
 
+buf-breaking: $(BUF) third_party/googleapis/google/api  ## Fail if protos/ break wire, JSON or source compatibility with protos/baseline.binpb
+	@$(BUF) build --exclude-source-info -o $(TOOLS)/current.binpb && \
+	$(BUF) breaking $(TOOLS)/current.binpb --against protos/baseline.binpb || \
+	  { echo "protos/ break compatibility with protos/baseline.binpb (if on purpose: make buf-baseline, commit)"; exit 1; }
+
+buf-baseline: $(BUF) third_party/googleapis/google/api  ## Accept today's protos as the compatibility baseline (on purpose; commit it)
+	@$(BUF) build --exclude-source-info --path protos/todo -o protos/baseline.binpb && \
+	echo "protos/baseline.binpb updated: commit it with the change that needed it"
+
 lint: $(STAMP) buf-lint  ## ruff, mypy (--strict on server/, relaxed on tests/ and bench/), buf lint
 	@$(VENV)/bin/ruff check server tests bench
 	@$(VENV)/bin/ruff format --check server tests bench
 	@$(VENV)/bin/mypy server
 	@$(VENV)/bin/mypy tests
 	@cd bench && MYPYPATH=$(CURDIR):$(CURDIR)/generated ../$(VENV)/bin/mypy --config-file ../pyproject.toml \
-	  stack.py throughput.py streams.py data_scale.py login_flood.py
+	  stack.py throughput.py streams.py data_scale.py text_safety.py login_flood.py
 
 migrate: $(STAMP)  ## Apply the migrations to DATABASE_URL (or the embedded PostgreSQL)
 	@$(PY) -m server migrate

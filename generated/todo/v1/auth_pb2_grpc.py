@@ -39,7 +39,10 @@ class AuthServiceStub:
     allows, they return RESOURCE_EXHAUSTED (HTTP 429, reason
     PASSWORD_CHECKS_BUSY, the same for any password) with RetryInfo and
     `retry-after` too, within a fraction of a second. Every rpc may also
-    return UNAVAILABLE (database unreachable) and INTERNAL.
+    return UNAVAILABLE (database unreachable) and INTERNAL, and INVALID_ARGUMENT
+    (reason INVALID_CHARACTER, BadRequest naming the field) when a text field
+    holds NUL or another control character other than tab, line feed and
+    carriage return.
     """
 
     def __init__(self, channel):
@@ -82,7 +85,10 @@ class AuthServiceServicer:
     allows, they return RESOURCE_EXHAUSTED (HTTP 429, reason
     PASSWORD_CHECKS_BUSY, the same for any password) with RetryInfo and
     `retry-after` too, within a fraction of a second. Every rpc may also
-    return UNAVAILABLE (database unreachable) and INTERNAL.
+    return UNAVAILABLE (database unreachable) and INTERNAL, and INVALID_ARGUMENT
+    (reason INVALID_CHARACTER, BadRequest naming the field) when a text field
+    holds NUL or another control character other than tab, line feed and
+    carriage return.
     """
 
     def Register(self, request, context):
@@ -173,7 +179,10 @@ class AuthService:
     allows, they return RESOURCE_EXHAUSTED (HTTP 429, reason
     PASSWORD_CHECKS_BUSY, the same for any password) with RetryInfo and
     `retry-after` too, within a fraction of a second. Every rpc may also
-    return UNAVAILABLE (database unreachable) and INTERNAL.
+    return UNAVAILABLE (database unreachable) and INTERNAL, and INVALID_ARGUMENT
+    (reason INVALID_CHARACTER, BadRequest naming the field) when a text field
+    holds NUL or another control character other than tab, line feed and
+    carriage return.
     """
 
     @staticmethod

@@ -13,10 +13,10 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
 
 PROTOS := $(wildcard protos/todo/v1/*.proto)
 
-.PHONY: help venv run test test-unit test-integration test-e2e generate check-generated lint \
-        buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale bench-login-flood \
-        clean system-deps \
-        lock lock-upgrade deploy-lint image test-install
+.PHONY: help venv run test test-unit test-faults test-integration test-e2e generate check-generated \
+        lint buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale \
+        bench-observability bench-login-flood clean system-deps check-ops lock lock-upgrade \
+        deploy-lint image test-install
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -75,7 +75,14 @@ lint: $(STAMP) buf-lint  ## ruff, mypy (--strict on server/, relaxed on tests/ a
 	@$(VENV)/bin/mypy server
 	@$(VENV)/bin/mypy tests
 	@cd bench && MYPYPATH=$(CURDIR):$(CURDIR)/generated ../$(VENV)/bin/mypy --config-file ../pyproject.toml \
-	  stack.py throughput.py streams.py data_scale.py text_safety.py login_flood.py
+	  stack.py throughput.py streams.py data_scale.py observability.py observability_overhead.py text_safety.py \
+	  login_flood.py
+
+check-ops: $(STAMP)  ## promtool check + test the alert rules; dashboard/rules name only real metrics
+	@command -v promtool >/dev/null || { echo "promtool not found: make system-deps (Debian prometheus)"; exit 1; }
+	@promtool check rules ops/alerts.yml
+	@cd ops && promtool test rules alerts_test.yml
+	@$(PY) -m pytest -q tests/unit/test_ops_files.py
 
 migrate: $(STAMP)  ## Apply the migrations to DATABASE_URL (or the embedded PostgreSQL)
 	@$(PY) -m server migrate
@@ -95,11 +102,17 @@ test-integration: $(STAMP)  ## Only the integration tests (marker `integration`:
 test-e2e: $(STAMP)  ## Only the end-to-end tests (marker `e2e`: real processes and Envoy)
 	@$(PY) -m pytest -m e2e
 
+test-faults: $(STAMP)  ## Fault tests: PostgreSQL restarts, kill -9, drains, pool exhaustion, per-user limit (~4 min)
+	@$(PY) -m pytest -m faults tests/faults -rA
+
 bench: $(STAMP)  ## Throughput: REST vs gRPC vs a trivial RPC, side by side (bench/README.md)
 	@$(PY) bench/throughput.py
 
 bench-streams: $(STAMP)  ## Watch capacity and latency, streaming, batchCreate (bench/README.md)
 	@$(PY) bench/streams.py
+
+bench-observability: $(STAMP)  ## get-task req/s with observability off, logs+metrics, +tracing (side by side)
+	@$(PY) bench/observability.py
 
 bench-scale: $(STAMP)  ## Query latency with 5M tasks, 1M of them one user's (about 15 min)
 	@$(PY) bench/data_scale.py

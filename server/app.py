@@ -2,12 +2,17 @@
 
 Interceptor order, outermost first:
 
-1. AccessLogInterceptor: one line per call, whatever happened inside;
-2. ErrorInterceptor: DomainError -> status with details, anything else -> INTERNAL;
-3. AuthInterceptor: verifies the bearer token, binds the Principal;
+1. TelemetryInterceptor: request id, trace context and log context bound once per call;
+   the rpc span, RED metrics and one access line, whatever happened inside;
+2. ErrorInterceptor: DomainError -> status with details (and its security event),
+   anything else -> INTERNAL, logged once with its traceback;
+3. AuthInterceptor: verifies the bearer token, binds the Principal (and the user id
+   into the log context);
 4. RateLimitInterceptor: the caller's per-user request limit (when configured);
 5. TextSafetyInterceptor: refuses NUL and other control characters in any
-   string of the request (after auth, so anonymous callers learn nothing more).
+   string of the request (after auth, so anonymous callers learn nothing more);
+6. UseCaseSpanInterceptor: the use-case span (only when tracing is on);
+7. ReadRetryInterceptor: a read that lost its database connection runs once more.
 
 So an authentication failure or a refused call is mapped by (2) and logged by (1).
 """
@@ -16,10 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import importlib.metadata
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -44,14 +49,18 @@ from server.auth.hash_pool import HashPool
 from server.auth.passwords import PasswordHasher
 from server.auth.tokens import LEEWAY_S, TokenCodec
 from server.config import Settings
+from server.db.availability import Availability
+from server.db.connections import Connections
 from server.db.listener import NotificationListener
-from server.db.pool import make_pool, ping
+from server.db.pool import Pool, make_pool
 from server.health import HealthMonitor
-from server.interceptors.access_log import AccessLogInterceptor
 from server.interceptors.auth import AuthInterceptor
 from server.interceptors.errors import ErrorInterceptor
 from server.interceptors.rate_limit import RateLimitInterceptor
+from server.interceptors.retry import ReadRetryInterceptor, read_methods
+from server.interceptors.telemetry import TelemetryInterceptor, UseCaseSpanInterceptor
 from server.interceptors.text_safety import TextSafetyInterceptor
+from server.observability import metrics, tracing
 from server.servicers.auth_servicer import AuthServicer
 from server.servicers.task_servicer import TaskServicer
 from server.servicers.user_servicer import UserServicer
@@ -65,6 +74,8 @@ SERVICE_NAMES = [
     user_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
 ]
+SAMPLE_EVERY_S = 2.0
+"""How often each process copies its pool and resource state into the gauges."""
 SERVER_OPTIONS = [
     ("grpc.so_reuseport", 0),  # a second process on the same port must fail, not share it
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
@@ -83,17 +94,23 @@ async def create_server(
 
     Resources it opens (the connection pool, the listener, background tasks)
     are closed by `stack`; close the stack after stopping the server. When
-    `stopping` is set, open watch streams end at once (UNAVAILABLE, with
-    their resume token in hand) instead of waiting out the grace period.
+    `stopping` is set, health turns NOT_SERVING (Envoy stops sending new
+    calls) and open watch streams end at once (UNAVAILABLE, with their resume
+    token in hand) instead of waiting out the grace period.
     """
     if settings.database_url is None:
         raise ValueError("create_server needs settings.database_url (resolved by the launcher)")
-    pool = make_pool(settings.database_url, settings)
+    availability = Availability(settings.database_url)
+    stack.push_async_callback(availability.close)  # after the probing task below is cancelled
+    await availability.confirm()
+    _background(stack, availability.run())
+    pool = make_pool(settings.database_url, settings, timeout=settings.db_acquire_timeout_s)
     await pool.open(wait=False)
     stack.push_async_callback(pool.close)
+    connections = Connections(pool, availability, settings.db_acquire_timeout_s)
 
     def uow() -> UnitOfWorkPort:
-        return UnitOfWork(pool)
+        return UnitOfWork(connections)
 
     listener = NotificationListener(settings.database_url)
     revocations = SessionRevocations(
@@ -102,15 +119,18 @@ async def create_server(
     feed = ChangeFeed(listener)
     listener.start()
     stack.push_async_callback(listener.stop)
-    _background(stack, _close_when(stopping, feed) if stopping else None)
+    _background(stack, _sample_forever(pool, revocations))
     _background(stack, housekeeping.run(uow, settings))
     tokens = TokenCodec(settings)
-    server = grpc.aio.server(
-        interceptors=_interceptors(settings, tokens, revocations), options=SERVER_OPTIONS
-    )
+    interceptors = [
+        *_interceptors(settings, tokens, revocations),
+        ReadRetryInterceptor(read_methods(_services()), availability.confirm),
+    ]
+    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     hasher = PasswordHasher(settings.bcrypt_rounds, _hash_pool(settings, stack))
-    _add_servicers(server, settings, tokens, hasher, uow, feed)
-    await _add_health(server, stack, functools.partial(ping, pool))
+    _add_servicers(server, settings, tokens, hasher, uow, feed, revocations)
+    monitor = await _add_health(server, stack, availability)
+    _background(stack, _drain_when(stopping, monitor, feed) if stopping else None)
     if settings.reflection_enabled:
         names = [*SERVICE_NAMES, "grpc.health.v1.Health", reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
@@ -123,18 +143,23 @@ def _interceptors(
 ) -> list[grpc.aio.ServerInterceptor]:
     """The interceptors in the order of the module docstring."""
     interceptors: list[grpc.aio.ServerInterceptor] = [
-        AccessLogInterceptor(),
+        TelemetryInterceptor(),
         ErrorInterceptor(),
         AuthInterceptor(tokens, sessions),
     ]
     if settings.user_rate_limit > 0:
-        interceptors.append(
-            RateLimitInterceptor(
-                settings.user_rate_limit, settings.user_rate_burst, settings.workers
-            )
-        )
+        limit = RateLimitInterceptor(settings.user_rate_limit, settings.user_rate_burst)
+        interceptors.append(limit)
     interceptors.append(TextSafetyInterceptor())
+    if tracing.enabled():
+        interceptors.append(UseCaseSpanInterceptor())
     return interceptors
+
+
+def _services() -> list[Any]:
+    """The descriptors of the services in SERVICE_NAMES."""
+    files = (auth_pb2.DESCRIPTOR, user_pb2.DESCRIPTOR, task_service_pb2.DESCRIPTOR)
+    return [service for file in files for service in file.services_by_name.values()]
 
 
 def _add_servicers(
@@ -144,10 +169,11 @@ def _add_servicers(
     hasher: PasswordHasher,
     uow: Callable[[], UnitOfWorkPort],
     feed: ChangeFeed,
+    revocations: SessionRevocations,
 ) -> None:
     throttle = Throttle(Limits.from_settings(settings))
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthServicer(uow, hasher, tokens, throttle), server
+        AuthServicer(uow, hasher, tokens, throttle, revocations.revoked_here), server
     )
     user_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(uow, hasher, throttle), server)
     task_servicer = TaskServicer(
@@ -187,34 +213,78 @@ def _background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None
     stack.push_async_callback(cancel)
 
 
-async def _close_when(stopping: asyncio.Event, feed: ChangeFeed) -> None:
+async def _sample_forever(pool: Pool, revocations: SessionRevocations) -> None:
+    """Copy the pool's, the revocation cache's, in-flight and the process's state into metrics."""
+    sampler = metrics.ProcessSampler()
+    metrics.PROCESSES.set(1)
+    while True:
+        stats = pool.pop_stats()  # counters since the last pop, gauges as they are
+        size = stats.get("pool_size", 0)
+        metrics.POOL_SIZE.set(size)
+        metrics.POOL_IN_USE.set(size - stats.get("pool_available", 0))
+        metrics.POOL_WAITING.set(stats.get("requests_waiting", 0))
+        metrics.POOL_MAX.set(stats.get("pool_max", 0))
+        metrics.POOL_ACQUISITIONS.inc(stats.get("requests_num", 0))
+        metrics.POOL_ACQUIRE_WAIT.inc(stats.get("requests_wait_ms", 0) / 1000)
+        metrics.POOL_ACQUIRE_ERRORS.inc(stats.get("requests_errors", 0))
+        metrics.RPC_IN_FLIGHT.set(metrics.in_flight.value)
+        metrics.REVOCATIONS.set(revocations.size)
+        sampler.sample()
+        await asyncio.sleep(SAMPLE_EVERY_S)
+
+
+async def _drain_when(stopping: asyncio.Event, monitor: HealthMonitor, feed: ChangeFeed) -> None:
     await stopping.wait()
+    await monitor.drain()
     feed.close()
 
 
 async def _add_health(
-    server: grpc.aio.Server,
-    stack: contextlib.AsyncExitStack,
-    probe: Callable[[], Awaitable[None]],
-) -> None:
+    server: grpc.aio.Server, stack: contextlib.AsyncExitStack, availability: Availability
+) -> HealthMonitor:
     servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    monitor = HealthMonitor(servicer, SERVICE_NAMES, probe)
-    await monitor.check_once()
-    monitor.start()
-    stack.push_async_callback(monitor.stop)
+    monitor = HealthMonitor(servicer, SERVICE_NAMES)
+    await monitor.database_changed(availability.available)
+    availability.on_change(monitor.database_changed)
+    stack.push_async_callback(monitor.drain)
+    return monitor
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("todo-service")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 async def serve(settings: Settings, port: int) -> None:
-    """Run one server process until SIGTERM, then drain for the grace period."""
+    """Run one server process until SIGTERM, then drain and return (exit status 0).
+
+    Draining: health turns NOT_SERVING and watch streams end (UNAVAILABLE,
+    reason SHUTTING_DOWN) at once; calls keep being served for
+    `drain_delay_s`, long enough for Envoy's health checks to stop sending
+    any; then the server stops taking calls and lets the in-flight ones
+    finish for up to `grace_period_s`.
+    """
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    metrics.BUILD_INFO.labels(_version(), settings.build_commit or "unknown").set(1)
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(tracing.configure(settings.otlp_endpoint, settings.trace_sample_percent))
         server, bound = await create_server(settings, stack, port, stopping)
         await server.start()
         log.info("worker listening on %s:%d", settings.grpc_host, bound)
         await stopping.wait()
-        log.info("worker on port %d draining (grace %.1fs)", bound, settings.grace_period_s)
+        log.info(
+            "worker on port %d draining: NOT_SERVING now, stops taking calls in %.1fs, "
+            "then lets calls finish for up to %.1fs",
+            bound,
+            settings.drain_delay_s,
+            settings.grace_period_s,
+        )
+        await asyncio.sleep(settings.drain_delay_s)
         await server.stop(settings.grace_period_s)
+    log.info("worker on port %d drained", bound)

@@ -124,14 +124,54 @@ class Settings:
     db_pool_max: int = 10
     """Most connections each server process opens."""
 
+    db_acquire_timeout_s: float = 5.0
+    """How long a call waits for a free pooled connection when all are busy before it is
+    refused with UNAVAILABLE (503), reason DATABASE_BUSY. While the database is down calls
+    do not wait at all: they fail at once with reason DATABASE_UNAVAILABLE."""
+
     log_level: str = "INFO"
     """Python logging level name."""
+
+    log_format: str | None = None
+    """`json` (one JSON object per line) or `console` (readable lines, same fields).
+    None (unset): json in production, console in development (`make run`)."""
+
+    metrics_host: str = "127.0.0.1"
+    """Address of the Prometheus scrape endpoint (`/metrics`), served by the launcher process
+    for all the server processes together; never the public API port."""
+
+    metrics_port: int = 9464
+    """Port of the Prometheus scrape endpoint; 0 turns metrics exposition off."""
+
+    otlp_endpoint: str | None = None
+    """OTLP/gRPC collector (`http://127.0.0.1:4317`) that receives the server's and Envoy's
+    spans. None: traces are neither recorded nor exported (ids are still propagated)."""
+
+    build_commit: str = ""
+    """The source commit of this build, shown in `todo_build_info`. Empty: the launcher asks
+    git (`make run`), else `unknown`."""
+
+    trace_sample_percent: float = 10.0
+    """With `otlp_endpoint`: the percentage of requests traced (head sampling; 10 by default:
+    tracing every call costs about a third of a get-task's CPU, see the README). Envoy decides
+    for calls through it, by its own draw (a client's trace id is continued, its sampled flag
+    is not honoured), and the server follows Envoy's `traceparent` sampled flag; for direct
+    gRPC calls the server follows the caller's flag, or draws itself when there is none."""
+
+    envoy_access_log: Path | None = None
+    """File Envoy writes its JSON access log to. None: stdout in production, else
+    `data_dir/envoy-access.log`."""
 
     reflection: bool | None = None
     """Whether gRPC server reflection is served. None (unset): on, except in production."""
 
     grace_period_s: float = 5.0
     """How long a stopping worker lets in-flight calls finish."""
+
+    drain_delay_s: float = 3.0
+    """How long a stopping worker keeps taking calls after turning NOT_SERVING, so that
+    Envoy's health checks (every second, two failures to mark it down) stop routing to it
+    first: then no call is refused. Set it to 0 when no Envoy is in front."""
 
     watch_heartbeat_s: float = 30.0
     """Idle watch streams get a HEARTBEAT event this often (below Envoy's 5 min idle timeout)."""
@@ -140,13 +180,14 @@ class Settings:
     """How long task changes are kept for watch resume tokens (older: RESYNC_REQUIRED)."""
 
     user_rate_limit: int = 600
-    """Requests per minute one user may make over both wires, summed over the server
-    processes (each process allows its share, `user_rate_limit / workers`); 0 turns the
-    per-user limit off. Public calls (register, login, refresh, health) are not counted."""
+    """Requests per minute one user may make over both wires. Envoy sends all of a user's
+    calls to one server process (consistent hashing on the token's subject), whose bucket
+    holds the whole limit; 0 turns the per-user limit off (and Envoy balances round robin).
+    Public calls (register, login, refresh, health) are not counted."""
 
     user_rate_burst: int = 100
     """Requests one user may make at once before `user_rate_limit` paces them (the
-    bucket's size, shared out between the processes like the rate)."""
+    bucket's size)."""
 
     throttle_period_s: int = 600
     """Period of the register/login/refresh (and change-password) throttles: each key
@@ -217,6 +258,11 @@ class Settings:
             raise ConfigError("TODO_WORKERS must be at least 1")
         if not 1 <= self.db_pool_min <= self.db_pool_max:
             raise ConfigError("need 1 <= TODO_DB_POOL_MIN <= TODO_DB_POOL_MAX")
+        if self.db_acquire_timeout_s <= 0 or self.drain_delay_s < 0 or self.grace_period_s < 0:
+            raise ConfigError(
+                "TODO_DB_ACQUIRE_TIMEOUT_S must be positive, TODO_DRAIN_DELAY_S and "
+                "TODO_GRACE_PERIOD_S not negative"
+            )
         if self.access_token_ttl_s <= 0 or self.refresh_token_ttl_s <= 0:
             raise ConfigError("token lifetimes must be positive")
         self._check_keys()
@@ -273,6 +319,16 @@ class Settings:
             raise ConfigError("TODO_MAX_REQUEST_HEADERS_KB must be between 1 and 8192")
         if self.gzip_min_bytes < 0:
             raise ConfigError("TODO_GZIP_MIN_BYTES must not be negative")
+        if self.log_format not in (None, "json", "console"):
+            raise ConfigError("TODO_LOG_FORMAT must be json or console")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("TODO_METRICS_PORT must be between 0 and 65535")
+        if not 0 <= self.trace_sample_percent <= 100:
+            raise ConfigError("TODO_TRACE_SAMPLE_PERCENT must be between 0 and 100")
+        if self.otlp_endpoint is not None and not self.otlp_endpoint.startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError("TODO_OTLP_ENDPOINT must look like http://host:4317")
 
     @property
     def reflection_enabled(self) -> bool:
@@ -280,6 +336,24 @@ class Settings:
         if self.reflection is None:
             return self.environment != "production"
         return self.reflection
+
+    @property
+    def effective_log_format(self) -> Literal["json", "console"]:
+        """The log format: as set, else json in production and console in development."""
+        if self.log_format == "console":
+            return "console"
+        if self.log_format == "json" or self.environment == "production":
+            return "json"
+        return "console"
+
+    @property
+    def envoy_access_log_path(self) -> Path:
+        """Where Envoy writes its access log (see `envoy_access_log`)."""
+        if self.envoy_access_log is not None:
+            return self.envoy_access_log
+        if self.environment == "production":
+            return Path("/dev/stdout")
+        return self.data_dir / "envoy-access.log"
 
     @property
     def tls_enabled(self) -> bool:

@@ -16,6 +16,7 @@ import base64
 import concurrent.futures
 import hashlib
 import secrets
+import time
 import unicodedata
 from collections.abc import Callable
 from typing import TypeVar
@@ -24,6 +25,7 @@ import bcrypt
 
 from server import errors
 from server.auth.hash_pool import HashPool, Shed
+from server.observability import metrics, tracing
 
 T = TypeVar("T")
 MIN_LENGTH = 8
@@ -86,7 +88,7 @@ class PasswordHasher:
             errors.ResourceExhausted: the pool is full (reason PASSWORD_CHECKS_BUSY).
         """
         salt = bcrypt.gensalt(self._rounds)
-        digest = await self._run(bcrypt.hashpw, _prehash(normalized), salt)
+        digest = await self._run("hash", bcrypt.hashpw, _prehash(normalized), salt)
         return digest.decode("ascii")
 
     async def verify(self, normalized: str, stored: str | None) -> bool:
@@ -99,19 +101,30 @@ class PasswordHasher:
             errors.ResourceExhausted: the pool is full (reason PASSWORD_CHECKS_BUSY).
         """
         if stored is None:
-            await self._run(bcrypt.checkpw, _prehash(normalized), await self._dummy_hash())
+            await self._run(
+                "verify", bcrypt.checkpw, _prehash(normalized), await self._dummy_hash()
+            )
             return False
-        return await self._run(bcrypt.checkpw, _prehash(normalized), stored.encode("ascii"))
+        return await self._run(
+            "verify", bcrypt.checkpw, _prehash(normalized), stored.encode("ascii")
+        )
 
-    async def _run(self, fn: Callable[[bytes, bytes], T], password: bytes, other: bytes) -> T:
+    async def _run(
+        self, op: str, fn: Callable[[bytes, bytes], T], password: bytes, other: bytes
+    ) -> T:
+        """One bcrypt call on the pool, timed and (when tracing) in a span."""
+        started = time.perf_counter()
         try:
-            return await self._pool.run(fn, password, other)
+            with tracing.span("bcrypt." + op):
+                result = await self._pool.run(fn, password, other)
         except Shed:
             raise busy() from None
         except concurrent.futures.BrokenExecutor:
             raise errors.Unavailable(
                 "password checks are restarting; retry", reason="PASSWORD_CHECKS_RESTARTING"
             ) from None
+        _BCRYPT[op].observe(time.perf_counter() - started)
+        return result
 
     async def _dummy_hash(self) -> bytes:
         if self._dummy is None:
@@ -126,3 +139,6 @@ def busy() -> errors.ResourceExhausted:
         retry_after_s=BUSY_RETRY_AFTER_S,
         reason="PASSWORD_CHECKS_BUSY",
     )
+
+
+_BCRYPT = {op: metrics.BCRYPT.labels(op) for op in ("hash", "verify")}

@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
 PROTOS := $(wildcard protos/todo/v1/*.proto)
 
 .PHONY: help venv run test test-unit test-integration test-e2e generate check-generated lint \
-        buf-lint migrate bench bench-streams bench-scale clean system-deps
+        buf-lint migrate bench bench-streams bench-scale clean system-deps check-openapi fuzz
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -39,19 +39,23 @@ third_party/googleapis/google/api: $(STAMP)
 	@SP=$$($(PY) -c "import site;print(site.getsitepackages()[0])"); \
 	mkdir -p third_party/googleapis/google && for d in api rpc; do ln -sfn "$$SP/google/$$d" third_party/googleapis/google/$$d; done
 
-generate: $(STAMP)  ## Regenerate generated/ and envoy/todo.binpb from protos/
-	@echo "==> generating Python stubs and the Envoy descriptor set"
+generate: $(STAMP)  ## Regenerate generated/, envoy/todo.binpb and openapi/ from protos/
+	@echo "==> generating Python stubs, the Envoy descriptor set and the OpenAPI document"
 	@SP=$$($(PY) -c "import site;print(site.getsitepackages()[0])"); \
 	rm -rf generated/todo && mkdir -p generated && \
 	$(PY) -m grpc_tools.protoc -I protos -I "$$SP" --python_out=generated --pyi_out=generated \
 	  --grpc_python_out=generated $(PROTOS) && \
 	$(PY) -m grpc_tools.protoc -I protos -I "$$SP" --include_imports --include_source_info \
-	  --descriptor_set_out=envoy/todo.binpb $(PROTOS) google/rpc/status.proto google/rpc/error_details.proto
+	  --descriptor_set_out=envoy/todo.binpb $(PROTOS) google/rpc/status.proto google/rpc/error_details.proto && \
+	$(PY) -m server.openapi openapi
 
-check-generated: generate  ## Fail if generated/ or envoy/todo.binpb differ from protos/
-	@git diff --exit-code --stat -- generated envoy/todo.binpb && \
-	test -z "$$(git status --porcelain -- generated envoy/todo.binpb)" || \
+check-generated: generate  ## Fail if generated/, envoy/todo.binpb or openapi/ differ from protos/
+	@git diff --exit-code --stat -- generated envoy/todo.binpb openapi && \
+	test -z "$$(git status --porcelain -- generated envoy/todo.binpb openapi)" || \
 	  { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
+
+check-openapi: $(STAMP)  ## Validate openapi/openapi.{json,yaml} with openapi-spec-validator (OpenAPI 3.1)
+	@$(VENV)/bin/openapi-spec-validator openapi/openapi.json openapi/openapi.yaml
 
 buf-lint: $(BUF) third_party/googleapis/google/api  ## buf lint the protos
 	@$(BUF) lint

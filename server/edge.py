@@ -7,6 +7,7 @@ collections.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import json
 import os
@@ -22,6 +23,13 @@ from server.config import ConfigError, Settings
 MIB = 1024 * 1024
 HSTS = "max-age=31536000"
 """Strict-Transport-Security, sent only when Envoy serves TLS (one year, this host only)."""
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+"""The /docs page's Content-Security-Policy: Swagger UI's scripts, styles and the API from
+this origin only (its icons are data: URIs); no inline script. API routes keep
+`default-src 'none'`."""
 
 
 def _is_ip(host: str) -> bool:
@@ -87,6 +95,29 @@ def _global_mutations(settings: Settings) -> dict[str, object]:
     }
 
 
+def _docs_files(repo: Path) -> dict[str, str]:
+    """Absolute paths of the files Envoy serves at /docs and /openapi.{json,yaml}.
+
+    Swagger UI comes from the swagger-ui-py wheel's packaged assets (a pinned dependency),
+    the page and its start-up script from envoy/docs/, the document from openapi/.
+    """
+    spec = importlib.util.find_spec("swagger_ui")  # located, not imported (its glue needs jinja2)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("swagger-ui-py is not installed (make venv)")
+    assets = Path(next(iter(spec.submodule_search_locations))) / "static"
+    docs = repo / "envoy" / "docs"
+    files = {
+        "docs_index_html": docs / "index.html",
+        "docs_js": docs / "docs.js",
+        "docs_css": docs / "docs.css",
+        "swagger_ui_js": assets / "swagger-ui-bundle.js",
+        "swagger_ui_css": assets / "swagger-ui.css",
+        "openapi_json": repo / "openapi" / "openapi.json",
+        "openapi_yaml": repo / "openapi" / "openapi.yaml",
+    }
+    return {name: str(path.resolve()) for name, path in files.items()}
+
+
 def render_envoy_config(
     settings: Settings,
     *,
@@ -146,6 +177,8 @@ def render_envoy_config(
         "gzip_min_bytes": settings.gzip_min_bytes,
         "transport_socket": _transport_socket(settings),
         "global_mutations": _global_mutations(settings),
+        "docs_csp": DOCS_CSP,
+        **_docs_files(envoy_dir.parent),
     }
     return string.Template(source).substitute({k: json.dumps(v) for k, v in values.items()})
 

@@ -111,7 +111,10 @@ def _status_schemas(schemas: SchemaBuilder) -> Schema:
             "message": {"type": "string", "description": "What went wrong, for people."},
             "details": {
                 "type": "array",
-                "items": {"oneOf": refs, "discriminator": {"propertyName": "@type", "mapping": mapping}},
+                "items": {
+                    "oneOf": refs,
+                    "discriminator": {"propertyName": "@type", "mapping": mapping},
+                },
             },
         },
     }
@@ -119,12 +122,18 @@ def _status_schemas(schemas: SchemaBuilder) -> Schema:
 
 def _error_example(status: int) -> dict[str, Any]:
     code, message, reason = ERROR_EXAMPLES[status]
-    info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "todo.v1"}
+    info = {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": reason,
+        "domain": "todo.v1",
+    }
     details: list[dict[str, Any]] = [info]
     if status == 400:
         violation = {"field": "title", "description": "must not be empty"}
-        details.insert(0, {"@type": "type.googleapis.com/google.rpc.BadRequest",
-                           "field_violations": [violation]})
+        details.insert(
+            0,
+            {"@type": "type.googleapis.com/google.rpc.BadRequest", "field_violations": [violation]},
+        )
     if status == 429:
         details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retry_delay": "3s"})
     return {"code": code, "message": message, "details": details}

@@ -118,7 +118,6 @@ class ExampleBuilder:
             return [self.value(schema["items"], None, depth + 1)]
         return _scalar(schema)
 
-
     def _fits(self, value: Any, schema: Schema) -> bool:
         """Whether `value` has the JSON type of `schema` (a name means different things)."""
         if "enum" in schema:

@@ -91,7 +91,9 @@ def from_envoy_config(text: str) -> EdgeFacts:
         if limit is not None and pattern is not None:
             limits.append((pattern, int(limit)))
     default = next(
-        int(f["typed_config"]["max_request_bytes"]) for f in _filters(config) if f["name"] == _BUFFER
+        int(f["typed_config"]["max_request_bytes"])
+        for f in _filters(config)
+        if f["name"] == _BUFFER
     )
     return EdgeFacts(statuses, default, limits, PUBLIC_METHODS)
 

@@ -56,8 +56,12 @@ NDJSON_ITEMS = {"/todo.v1.TaskService/StreamTasksNdjson": ".todo.v1.Task"}
 _HTTP_BODY = ".google.api.HttpBody"
 _CODE = re.compile(r"\b(" + "|".join(HTTP_STATUS) + r")\b")
 _VARIABLE = re.compile(r"\{([^}]+)\}")
-_QUERYABLE = {FieldProto.TYPE_MESSAGE: {".google.protobuf.Timestamp", ".google.protobuf.Duration",
-                                        ".google.protobuf.FieldMask"}}
+_QUERY_MESSAGES = {
+    ".google.protobuf.Timestamp",
+    ".google.protobuf.Duration",
+    ".google.protobuf.FieldMask",
+}
+"""Message types the transcoder fills from one query parameter (their JSON is a string)."""
 
 
 def summary(method: Method) -> str:
@@ -123,9 +127,8 @@ class OperationBuilder:
             return field.type_name == ".google.protobuf.FieldMask"
         if field.name == body:
             return False
-        if field.type == FieldProto.TYPE_MESSAGE:
-            if field.type_name not in _QUERYABLE[FieldProto.TYPE_MESSAGE]:
-                raise ValueError(f"{field.name}: message fields cannot be query parameters")
+        if field.type == FieldProto.TYPE_MESSAGE and field.type_name not in _QUERY_MESSAGES:
+            raise ValueError(f"{field.name}: message fields cannot be query parameters")
         return True
 
     def _description(self, method: Method, path: str) -> str:
@@ -179,9 +182,7 @@ class OperationBuilder:
             "content": {"application/json": {"schema": schema, "example": example}},
         }
 
-    def _responses(
-        self, method: Method, public: bool, has_body: bool, path: str
-    ) -> dict[str, Any]:
+    def _responses(self, method: Method, public: bool, has_body: bool, path: str) -> dict[str, Any]:
         status = self.facts.status_for(method.grpc_path)
         headers: dict[str, Any] = {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}}
         if not public:

@@ -89,8 +89,12 @@ class ProtoIndex:
         return self._comments.get(full_name, "")
 
     def methods(self, services: tuple[str, ...]) -> Iterator[Method]:
-        """The methods of the named services, in declaration order."""
-        return (m for m in self._methods if m.service in services)
+        """The methods of the named services, in the order given, then in declaration order."""
+        ordered = sorted(
+            (m for m in self._methods if m.service in services),
+            key=lambda m: services.index(m.service),
+        )
+        return iter(ordered)
 
     def _index_file(self, file: descriptor_pb2.FileDescriptorProto) -> None:
         comments = {

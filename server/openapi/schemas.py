@@ -51,7 +51,7 @@ WELL_KNOWN: dict[str, Schema] = {
 
 
 def component_name(full_name: str) -> str:
-    """`.todo.v1.Task` -> `Task`; `.google.rpc.BadRequest.FieldViolation` -> `BadRequest.FieldViolation`."""
+    """`.todo.v1.Task` -> `Task`; nested types keep their parent: `BadRequest.FieldViolation`."""
     parts = full_name.lstrip(".").split(".")
     first_type = next(i for i, p in enumerate(parts) if p[:1].isupper())
     return ".".join(parts[first_type:])

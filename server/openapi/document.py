@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from server.openapi import examples, facts
+from server.openapi import examples, facts, links
 from server.openapi.facts import EdgeFacts
 from server.openapi.operations import OperationBuilder
 from server.openapi.protos import ProtoIndex
@@ -168,6 +168,7 @@ def build(index: ProtoIndex, edge_facts: EdgeFacts) -> dict[str, Any]:
         paths.setdefault(path, {})[verb] = operation
         tags.setdefault(operation["tags"][0], method.service_comment)
     status = _status_schemas(schemas)
+    links.add_links(paths, schemas.components)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -213,4 +214,4 @@ def to_yaml(document: dict[str, Any]) -> str:
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
 
 
-__all__ = ["build", "examples", "generate", "to_json", "to_yaml"]
+__all__ = ["build", "generate", "to_json", "to_yaml"]

@@ -175,10 +175,9 @@ class OperationBuilder:
         if example is None:
             example = self.examples.value(schema)
         limit = self.facts.body_limit(_concrete(rule.path))
-        return {
-            "required": True,
+        return {  # not required: no body (or `{}`) leaves every field unset
             "description": f"JSON, at most {_size(limit)} (413 above). Unknown fields are "
-            "ignored; lowerCamelCase names are accepted too.",
+            "ignored; lowerCamelCase names are accepted too; no body means `{}`.",
             "content": {"application/json": {"schema": schema, "example": example}},
         }
 

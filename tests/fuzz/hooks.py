@@ -1,0 +1,61 @@
+"""Schemathesis checks of our own, loaded through `hooks` in tests/fuzz/schemathesis.toml.
+
+- `no_internals`: no body (error or not) shows a Python traceback, a database driver's name or
+  PostgreSQL's own error text.
+- `ndjson_lines_conform`: a newline-delimited JSON answer (the document marks it `x-ndjson`)
+  is checked line by line against the response schema, which describes one line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import jsonschema
+import schemathesis
+
+LEAKS = re.compile(
+    r"Traceback \(most recent call last\)|File \"[^\"]+\.py\", line \d+|psycopg|sqlalchemy"
+    r"|asyncpg|syntax error at or near|violates (?:unique|foreign key|check) constraint"
+    r"|relation \"[a-z_]+\"|server/[a-z_/]+\.py",
+    re.IGNORECASE,
+)
+
+
+@schemathesis.check
+def no_internals(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Fail when a body leaks a stack trace, SQL or a database error."""
+    found = LEAKS.search(response.text or "")
+    if found:
+        raise AssertionError(f"the body leaks internals: {found.group(0)!r}")
+    return None
+
+
+def _media(case: Any, status: int) -> dict[str, Any]:
+    responses = case.operation.definition.raw.get("responses", {})
+    response = responses.get(str(status), {})
+    media: dict[str, Any] = response.get("content", {}).get("application/json", {})
+    return media
+
+
+@schemathesis.check
+def ndjson_lines_conform(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Fail when a line of an NDJSON answer is not JSON or breaks the documented schema."""
+    media = _media(case, response.status_code)
+    if not media.get("x-ndjson"):
+        return None
+    document = case.operation.schema.raw_schema
+    schema = {**media["schema"], "components": document["components"]}
+    validator = jsonschema.Draft202012Validator(schema)
+    for number, line in enumerate(response.text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as error:
+            raise AssertionError(f"line {number} is not JSON: {error}") from None
+        errors = sorted(validator.iter_errors(value), key=str)
+        if errors:
+            raise AssertionError(f"line {number} breaks the schema: {errors[0].message}")
+    return None

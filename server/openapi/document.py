@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from server.openapi import examples, facts, links
+from server.openapi import facts, links
 from server.openapi.facts import EdgeFacts
 from server.openapi.operations import OperationBuilder
 from server.openapi.protos import ProtoIndex

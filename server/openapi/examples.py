@@ -82,7 +82,7 @@ REQUEST_OVERRIDES: dict[str, dict[str, Any]] = {
 """Request bodies by rpc name, where the derived one would mislead."""
 
 PARAMETER_VALUES: dict[str, Any] = {"user_id": "me", "task_id": TASK_ID}
-"""Path and query parameter examples that differ from FIELD_VALUES."""
+"""Path parameter examples that differ from FIELD_VALUES."""
 
 
 class ExampleBuilder:
@@ -101,7 +101,7 @@ class ExampleBuilder:
     def value(self, schema: Schema, name: str | None = None, depth: int = 0) -> Any:
         """An example of `schema`, for a field called `name` if given."""
         schema = self.resolve(schema)
-        if name is not None and name in FIELD_VALUES and self._fits(FIELD_VALUES[name], schema):
+        if name is not None and name in FIELD_VALUES and self.fits(FIELD_VALUES[name], schema):
             return FIELD_VALUES[name]
         kind = schema.get("type")
         if "enum" in schema:
@@ -118,7 +118,7 @@ class ExampleBuilder:
             return [self.value(schema["items"], None, depth + 1)]
         return _scalar(schema)
 
-    def _fits(self, value: Any, schema: Schema) -> bool:
+    def fits(self, value: Any, schema: Schema) -> bool:
         """Whether `value` has the JSON type of `schema` (a name means different things)."""
         if "enum" in schema:
             return value in schema["enum"]
@@ -126,7 +126,7 @@ class ExampleBuilder:
         if isinstance(value, bool) and schema.get("type") != "boolean":
             return False
         if isinstance(value, list) and schema.get("type") == "array":
-            return all(self._fits(item, self.resolve(schema["items"])) for item in value)
+            return all(self.fits(item, self.resolve(schema["items"])) for item in value)
         return isinstance(value, expected)
 
 

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Any
 
 from server.openapi import examples
@@ -115,6 +116,10 @@ class OperationBuilder:
         for field in request.field:
             if field.name not in path_fields and self._in_query(field, rule.body):
                 op["parameters"].append(self._parameter(method.input_type, field.name, "query"))
+        query = self._example_query(op["parameters"])
+        if query:
+            example = f"{rule.verb.upper()} {_concrete(rule.path)}?{query}"
+            op["description"] += f"\n\nExample request: `{example}`."
         if rule.body:
             op["requestBody"] = self._request_body(method, path_fields)
         op["responses"] = self._responses(method, public, bool(rule.body), rule.path)
@@ -155,12 +160,24 @@ class OperationBuilder:
             param["description"] = description
         if where == "path":
             param["required"] = True
-        param["example"] = examples.PARAMETER_VALUES.get(name)
-        if param["example"] is None:
-            param["example"] = self.examples.value(schema, name)
+            param["example"] = examples.PARAMETER_VALUES.get(name) or self.examples.value(schema)
+        # Query parameters get no `example`: Swagger UI would pre-fill them as filters. The
+        # operation's description shows an example query instead (_example_query).
         if field.label == FieldProto.LABEL_REPEATED:
             param["style"], param["explode"] = "form", True
         return param
+
+    def _example_query(self, parameters: list[dict[str, Any]], most: int = 3) -> str:
+        """`completed=false&tag=home`: up to `most` query parameters with a named example."""
+        pairs: list[tuple[str, Any]] = []
+        for param in parameters:
+            value = examples.FIELD_VALUES.get(param["name"])
+            if param["in"] != "query" or value in (None, "") or len(pairs) >= most:
+                continue
+            if self.examples.fits(value, self.examples.resolve(param["schema"])):
+                for item in value if isinstance(value, list) else [value]:
+                    pairs.append((param["name"], _query_text(item)))
+        return urllib.parse.urlencode(pairs)
 
     def _request_body(self, method: Method, path_fields: list[str]) -> dict[str, Any]:
         rule = method.rule
@@ -218,6 +235,10 @@ def _error_with_causes(code: int, causes: list[str]) -> dict[str, Any]:
 
 def _success_text(status: int) -> str:
     return {200: "OK", 201: "Created", 204: "No content (empty body)"}[status]
+
+
+def _query_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _concrete(path: str) -> str:

@@ -242,8 +242,8 @@ def _query_text(value: Any) -> str:
 
 
 def _concrete(path: str) -> str:
-    """`/api/v1/users/{user_id}/tasks` -> `/api/v1/users/me/tasks` (to match route regexes)."""
-    return _VARIABLE.sub("me", path)
+    """`/api/v1/users/{user_id}/tasks` -> `/api/v1/users/me/tasks`, with example values."""
+    return _VARIABLE.sub(lambda m: str(examples.PARAMETER_VALUES.get(m.group(1), "x")), path)
 
 
 def _size(limit: int) -> str:

@@ -77,7 +77,7 @@ def _link(
     components: dict[str, Any], source: Operation, target: Operation, variable: str, pointer: str
 ) -> dict[str, Any] | None:
     value = f"$response.body#{pointer}"
-    shared = {p: f"$request.path.{p}" for p in _path_params(source) & _path_params(target)}
+    shared = {p: f"$request.path.{p}" for p in sorted(_path_params(source) & _path_params(target))}
     if variable in _path_params(target):
         return {
             "operationId": target["operationId"],

@@ -1,5 +1,8 @@
-"""Schemathesis checks of our own, loaded through `hooks` in tests/fuzz/schemathesis.toml.
+"""Schemathesis hooks, loaded through `hooks` in tests/fuzz/schemathesis.toml.
 
+- `LoginBearer`: every request carries a bearer token of the fuzzing account, logged in again
+  every 4 minutes (access tokens may live shorter than a long `make fuzz` run). The account is
+  named by TODO_FUZZ_BASE_URL, TODO_FUZZ_EMAIL and TODO_FUZZ_PASSWORD (tests/e2e/test_fuzz.py).
 - `no_internals`: no body (error or not) shows a Python traceback, a database driver's name or
   PostgreSQL's own error text.
 - `ndjson_lines_conform`: a newline-delimited JSON answer (the document marks it `x-ndjson`)
@@ -9,9 +12,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
+import httpx
 import jsonschema
 import schemathesis
 
@@ -21,6 +26,29 @@ LEAKS = re.compile(
     r"|relation \"[a-z_]+\"|server/[a-z_/]+\.py",
     re.IGNORECASE,
 )
+
+
+@schemathesis.auth(refresh_interval=240)
+class LoginBearer:
+    """A fresh access token of the fuzzing account for every request."""
+
+    def get(self, case: Any, context: Any) -> str:
+        """Log in and return the access token."""
+        answer = httpx.post(
+            os.environ["TODO_FUZZ_BASE_URL"] + "/api/v1/auth/login",
+            json={
+                "email": os.environ["TODO_FUZZ_EMAIL"],
+                "password": os.environ["TODO_FUZZ_PASSWORD"],
+            },
+            timeout=30,
+        )
+        answer.raise_for_status()
+        token: str = answer.json()["access_token"]
+        return token
+
+    def set(self, case: Any, data: str, context: Any) -> None:
+        """Send the token as `Authorization: Bearer`."""
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
 
 @schemathesis.check

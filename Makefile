@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
 PROTOS := $(wildcard protos/todo/v1/*.proto)
 
 .PHONY: help venv run test test-unit test-integration test-e2e generate check-generated lint \
-        buf-lint migrate bench bench-streams bench-scale clean system-deps check-openapi fuzz
+        buf-lint migrate bench bench-streams bench-scale clean system-deps check-openapi fuzz client-ts
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -76,6 +76,15 @@ test: $(STAMP)  ## Run unit, integration and e2e tests (TEST_DATABASE_URL or emb
 
 test-unit: $(STAMP)  ## Only the unit tests
 	@$(PY) -m pytest tests/unit
+
+fuzz: $(STAMP)  ## schemathesis through Envoy, longer than make test's run (TODO_FUZZ_EXAMPLES=100)
+	@TODO_FUZZ_EXAMPLES=$${TODO_FUZZ_EXAMPLES:-100} TODO_FUZZ_SEED=$${TODO_FUZZ_SEED:-$$RANDOM} \
+	  $(PY) -m pytest -p no:cacheprovider tests/e2e/test_fuzz.py -v
+
+client-ts:  ## Generate and type-check the TypeScript client from openapi/openapi.json
+	@cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && \
+	  npm run --silent generate && npm run --silent build && \
+	  echo "==> clients/typescript/generated/schema.d.ts type-checks; run: node clients/typescript/build/src/flow.js URL"
 
 bench: $(STAMP)  ## Throughput: REST vs gRPC vs a trivial RPC, side by side (bench/README.md)
 	@$(PY) bench/throughput.py

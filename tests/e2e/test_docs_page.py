@@ -72,7 +72,7 @@ async def drive_docs(page: Page, base: str) -> dict[str, Any]:
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     await page.goto(f"{base}/docs")
-    await page.locator(".opblock").first.wait_for(timeout=30_000)
+    await page.locator(".opblock").first.wait_for()
     listed = await page.locator(".opblock").count()
 
     email = f"docs-{uuid.uuid4().hex[:10]}@example.com"
@@ -116,6 +116,7 @@ async def test_a_newcomer_registers_logs_in_creates_and_lists_from_the_docs_page
     context = await chromium.new_context(viewport={"width": 1280, "height": 900})
     try:
         page = await context.new_page()
+        page.set_default_timeout(90_000)  # generous: a loaded 2-core box renders slowly
         seen = await drive_docs(page, stack.rest)
     finally:
         await context.close()

@@ -60,10 +60,13 @@ check-openapi: $(STAMP)  ## Validate openapi/openapi.{json,yaml} with openapi-sp
 buf-lint: $(BUF) third_party/googleapis/google/api  ## buf lint the protos
 	@$(BUF) lint
 
-lint: $(STAMP) buf-lint  ## ruff, mypy --strict on server/, buf lint
+lint: $(STAMP) buf-lint  ## ruff, mypy (--strict on server/, relaxed on tests/ and bench/), buf lint
 	@$(VENV)/bin/ruff check server tests migrations bench
 	@$(VENV)/bin/ruff format --check server tests migrations bench
 	@$(VENV)/bin/mypy server
+	@$(VENV)/bin/mypy tests
+	@cd bench && MYPYPATH=$(CURDIR):$(CURDIR)/generated ../$(VENV)/bin/mypy --config-file ../pyproject.toml \
+	  stack.py throughput.py streams.py data_scale.py
 
 migrate: $(STAMP)  ## Apply the migrations to DATABASE_URL (or the embedded PostgreSQL)
 	@$(PY) -m server.db.migrate
@@ -74,8 +77,14 @@ run: $(STAMP)  ## Start PostgreSQL (embedded unless DATABASE_URL), the server pr
 test: $(STAMP)  ## Run unit, integration and e2e tests (TEST_DATABASE_URL or embedded PostgreSQL)
 	@$(PY) -m pytest
 
-test-unit: $(STAMP)  ## Only the unit tests
+test-unit: $(STAMP)  ## Only the unit tests (fakes, no database)
 	@$(PY) -m pytest tests/unit
+
+test-integration: $(STAMP)  ## Only the integration tests (marker `integration`: real PostgreSQL)
+	@$(PY) -m pytest -m integration
+
+test-e2e: $(STAMP)  ## Only the end-to-end tests (marker `e2e`: real processes and Envoy)
+	@$(PY) -m pytest -m e2e
 
 fuzz: $(STAMP)  ## schemathesis through Envoy, longer than make test's run (TODO_FUZZ_EXAMPLES=100)
 	@TODO_FUZZ_EXAMPLES=$${TODO_FUZZ_EXAMPLES:-100} TODO_FUZZ_SEED=$${TODO_FUZZ_SEED:-$$RANDOM} \

@@ -208,7 +208,7 @@ async def run_shapes(url: str, user: uuid.UUID, runs: int) -> list[tuple[str, fl
     print("==> walking to page 1,000 (50 per page)", flush=True)
     cursor = None
     for _ in range(999):
-        page = await repo_call(lambda r, c=cursor: r.list_page(user, domain.TaskQuery(), 50, c))
+        page = await repo_call(lambda r, c=cursor: r.list_page(user, domain.TaskQuery(), 50, c))  # type: ignore[misc]
         cursor = page.next_cursor  # type: ignore[attr-defined]
     shapes: dict[str, Callable[[PgTasksRepository], Awaitable[object]]] = {
         "first page": lambda r: r.list_page(user, domain.TaskQuery(), 50, None),
@@ -256,7 +256,7 @@ async def run_shapes(url: str, user: uuid.UUID, runs: int) -> list[tuple[str, fl
         "reminders (24 h)": lambda r: r.reminders(user, dt.timedelta(days=1), 1000),
     }
     for label, fn in shapes.items():
-        p50, p99 = await measure(label, runs, lambda fn=fn: repo_call(fn))
+        p50, p99 = await measure(label, runs, lambda fn=fn: repo_call(fn))  # type: ignore[misc]
         plan = await explain(pool, *Capturing.last)
         print(f"  {label:<26} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms", flush=True)
         results.append((label, p50, p99, plan))

@@ -96,7 +96,9 @@ class Stack:
             else:
                 groups["server"].append(child)
         if not groups["postgres"]:  # DATABASE_URL: the system's PostgreSQL
-            groups["postgres"] = [p for p in psutil.process_iter() if p.name() == "postgres"]
+            # process_iter fetches the names itself: a process exiting meanwhile is skipped
+            found = psutil.process_iter(["name"])
+            groups["postgres"] = [p for p in found if p.info["name"] == "postgres"]
         return groups
 
     def stop(self) -> None:

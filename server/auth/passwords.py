@@ -34,6 +34,14 @@ def normalize(password: str, *, field: str = "password") -> str:
     return normalized
 
 
+def normalized_or_none(password: str) -> str | None:
+    """The normalised password, or None when it could not be a valid one (to check logins)."""
+    try:
+        return normalize(password)
+    except errors.InvalidArgument:
+        return None
+
+
 def _prehash(normalized: str) -> bytes:
     return base64.b64encode(hashlib.sha256(normalized.encode("utf-8")).digest())
 

@@ -1,1 +1,5 @@
-"""PostgreSQL: schema, connection pool, unit of work, embedded server and migrations."""
+"""PostgreSQL infrastructure: schema, pool, executor, LISTEN connection, embedded server.
+
+Nothing here imports repositories, services or adapters; the unit of work,
+the change feed and the revocation cache are adapters (`server.adapters`).
+"""

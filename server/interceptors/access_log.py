@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from server import metadata
 from server.interceptors.base import StreamBehavior, UnaryBehavior, WrappingInterceptor
 
 log = logging.getLogger("todo.access")
@@ -17,10 +18,7 @@ HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
 def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-request-id":
-            return str(value)
-    return "-"
+    return metadata.first(context, "x-request-id") or "-"
 
 
 class AccessLogInterceptor(WrappingInterceptor):

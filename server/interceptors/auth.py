@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc.aio
 
-from server import domain, errors
+from server import domain, errors, metadata
 from server.auth import principal as principal_ctx
 from server.auth.sessions import SessionCheck
 from server.auth.tokens import TokenCodec
@@ -85,18 +85,15 @@ class AuthInterceptor(WrappingInterceptor):
         return domain.Principal(
             user_id=claims.user_id,
             session_id=claims.session_id,
-            token_id=claims.token_id,
-            expires_at=claims.expires_at,
         )
 
 
 def _bearer_token(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization":
-            scheme, _, token = str(value).partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-            break
+    value = metadata.first(context, "authorization")
+    if value is not None:
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
     raise errors.Unauthenticated(
         "send 'authorization: Bearer <access token>'", reason="MISSING_TOKEN"
     )

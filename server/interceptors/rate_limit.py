@@ -30,7 +30,7 @@ from typing import Any
 
 import grpc.aio
 
-from server import errors
+from server import errors, metadata
 from server.auth import principal as principal_ctx
 from server.interceptors.base import StreamBehavior, UnaryBehavior, WrappingInterceptor
 
@@ -160,4 +160,4 @@ class RateLimitInterceptor(WrappingInterceptor):
 
 
 def _transcoded(context: grpc.aio.ServicerContext[Any, Any]) -> bool:
-    return any(key == TRANSCODED for key, _ in context.invocation_metadata() or ())
+    return metadata.first(context, TRANSCODED) is not None

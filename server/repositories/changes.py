@@ -13,16 +13,17 @@ statement (and so the same transaction) it:
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
-from typing import Any
+
+from psycopg import sql
 
 from server import domain
 from server.db import executor
+from server.repositories import task_rows
 
 CHANNEL = "task_changes"
 
-_WRAP = """
+_WRAP = sql.SQL("""
 WITH t AS ({core}),
 s AS (
     UPDATE users SET change_seq = change_seq + (SELECT count(*) FROM t)
@@ -32,12 +33,13 @@ s AS (
 c AS (
     INSERT INTO task_changes (user_id, seq, task_id, event_type, task)
     SELECT %(user_id)s, s.change_seq - count(*) OVER () + row_number() OVER (), t.id,
-           t.event_type, CASE WHEN t.event_type = 5 THEN NULL ELSE to_jsonb(t) - 'event_type' END
+           t.event_type, CASE WHEN t.event_type = {deleted} THEN NULL
+                              ELSE to_jsonb(t) - 'event_type' END
     FROM t CROSS JOIN s
 )
 SELECT t.* FROM t
-LEFT JOIN LATERAL (SELECT pg_notify('{channel}', %(user_id)s::text) FROM s) AS n ON true
-"""
+LEFT JOIN LATERAL (SELECT pg_notify({channel}, %(user_id)s::text) FROM s) AS n ON true
+""")
 
 READ = """
 SELECT seq, event_type, task_id, task, committed_at FROM task_changes
@@ -52,62 +54,18 @@ FROM users AS u WHERE u.id = %s
 PRUNE = "DELETE FROM task_changes WHERE committed_at < now() - make_interval(secs => %s)"
 
 
-def with_changes(core: str) -> str:
+def with_changes(core: sql.Composable) -> str:
     """Wrap a task write that returns the task columns plus `event_type` (see module doc).
 
     The core statement must use `%(user_id)s` for the owner; the result is the
-    core's rows, unchanged.
+    core's rows, unchanged, as statement text (built once, at import).
     """
-    return _WRAP.format(core=core, channel=CHANNEL)
-
-
-def task_to_json(task: domain.Task) -> dict[str, Any]:
-    """A task as the same JSON shape `to_jsonb` gives its row."""
-
-    def time(value: dt.datetime | None) -> str | None:
-        return None if value is None else value.isoformat()
-
-    return {
-        "id": str(task.id),
-        "user_id": str(task.user_id),
-        "title": task.title,
-        "description": task.description,
-        "completed": task.completed,
-        "completed_at": time(task.completed_at),
-        "priority": int(task.priority),
-        "due_at": time(task.due_at),
-        "remind_at": time(task.remind_at),
-        "category": task.category,
-        "tags": list(task.tags),
-        "created_at": time(task.created_at),
-        "updated_at": time(task.updated_at),
-        "version": task.version,
-    }
-
-
-def task_from_json(data: dict[str, Any]) -> domain.Task:
-    """A task from its `to_jsonb` snapshot."""
-
-    def time(key: str) -> dt.datetime | None:
-        return None if data[key] is None else dt.datetime.fromisoformat(data[key])
-
-    created_at, updated_at = time("created_at"), time("updated_at")
-    assert created_at is not None and updated_at is not None
-    return domain.Task(
-        id=uuid.UUID(data["id"]),
-        user_id=uuid.UUID(data["user_id"]),
-        title=data["title"],
-        description=data["description"],
-        completed=data["completed"],
-        priority=domain.Priority(data["priority"]),
-        category=data["category"],
-        tags=tuple(data["tags"]),
-        version=data["version"],
-        completed_at=time("completed_at"),
-        due_at=time("due_at"),
-        remind_at=time("remind_at"),
-        created_at=created_at,
-        updated_at=updated_at,
+    return task_rows.text(
+        _WRAP.format(
+            core=core,
+            deleted=task_rows.kind(domain.ChangeKind.DELETED),
+            channel=sql.Literal(CHANNEL),
+        )
     )
 
 
@@ -125,7 +83,7 @@ class PgChangesRepository:
                 seq=row[0],
                 kind=domain.ChangeKind(row[1]),
                 task_id=row[2],
-                task=None if row[3] is None else task_from_json(row[3]),
+                task=None if row[3] is None else task_rows.from_json(row[3]),
                 committed_at=row[4],
             )
             for row in rows

@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 
 from server import domain
 from server.db import executor
-from server.repositories.changes import task_from_json, task_to_json
+from server.repositories import task_rows
 
 CLAIM = """
 INSERT INTO idempotency_keys (user_id, route, request_id, request_hash)
@@ -52,13 +52,13 @@ class PgIdempotencyRepository:
         if row is None:  # pragma: no cover - pruned between the two statements
             return None
         answer: list[Any] = row[1] or []
-        return bytes(row[0]), [task_from_json(item) for item in answer]
+        return bytes(row[0]), [task_rows.from_json(item) for item in answer]
 
     async def complete(
         self, user_id: uuid.UUID, route: str, request_id: str, answer: list[domain.Task]
     ) -> None:
         """Store the answer of a claimed key (in the same transaction as the work)."""
-        response = Jsonb([task_to_json(task) for task in answer])
+        response = Jsonb([task_rows.to_json(task) for task in answer])
         await self._db.execute(COMPLETE, (response, user_id, route, request_id))
 
     async def prune(self, older_than_s: float) -> int:

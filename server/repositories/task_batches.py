@@ -11,111 +11,115 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from server import domain
 from server.db import executor
-from server.repositories import changes
-from server.repositories.tasks import COLUMNS, to_task
+from server.repositories import changes, task_rows
 
-_QUALIFIED = ", ".join(f"tasks.{name}" for name in COLUMNS.split(", "))
+_QUALIFIED = task_rows.columns("tasks")
+_WRITABLE = task_rows.WRITABLE
 
-_EVENT = "CASE WHEN tasks.completed = x.o_completed THEN 2 WHEN tasks.completed THEN 3 ELSE 4 END"
+_EVENT = task_rows.change_kind(sql.Identifier("tasks", "completed"), sql.SQL("x.o_completed"))
 
-INSERT_MANY = changes.with_changes(f"""
-INSERT INTO tasks (id, user_id, title, description, completed, completed_at, priority, due_at,
-                   remind_at, category, tags)
-SELECT x.id, %(user_id)s, x.title, x.description, x.completed,
-       CASE WHEN x.completed THEN now() END, x.priority, x.due_at, x.remind_at, x.category, x.tags
-FROM jsonb_to_recordset(%(items)s) AS x(
-    id uuid, title text, description text, completed boolean, priority smallint,
-    due_at timestamptz, remind_at timestamptz, category text, tags text[])
-RETURNING {COLUMNS}, 1 AS event_type
-""")
+INSERT_MANY = changes.with_changes(
+    sql.SQL("""
+INSERT INTO tasks (id, user_id, {names}, completed_at)
+SELECT x.id, %(user_id)s, {values}, {completed_at}
+FROM jsonb_to_recordset(%(items)s) AS x(id uuid, {recordset})
+RETURNING {columns}, {created} AS event_type
+""").format(
+        names=task_rows.names(_WRITABLE),
+        values=sql.SQL(", ").join(sql.Identifier("x", name) for name in _WRITABLE),
+        completed_at=task_rows.completed_at(sql.SQL("x.completed"), None),
+        recordset=task_rows.recordset(_WRITABLE),
+        columns=task_rows.columns(),
+        created=task_rows.kind(domain.ChangeKind.CREATED),
+    )
+)
 
-_LOCKED = """
+_LOCKED = sql.SQL("""
     SELECT id AS o_id, completed AS o_completed FROM tasks
     WHERE user_id = %(user_id)s AND id = ANY(%(ids)s) FOR UPDATE
-"""
+""")
 
-UPDATE_MANY = changes.with_changes(f"""
+
+def _keep_unless_sent(name: str) -> sql.Composable:
+    return sql.SQL("{col} = CASE WHEN {has} THEN {new} ELSE {old} END").format(
+        col=sql.Identifier(name),
+        has=sql.Identifier("x", f"has_{name}"),
+        new=sql.Identifier("x", name),
+        old=sql.Identifier("tasks", name),
+    )
+
+
+UPDATE_MANY = changes.with_changes(
+    sql.SQL("""
 UPDATE tasks SET
-    title = CASE WHEN x.has_title THEN x.title ELSE tasks.title END,
-    description = CASE WHEN x.has_description THEN x.description ELSE tasks.description END,
-    completed = CASE WHEN x.has_completed THEN x.completed ELSE tasks.completed END,
-    completed_at = CASE WHEN NOT x.has_completed THEN tasks.completed_at
-                        WHEN NOT x.completed THEN NULL
-                        WHEN tasks.completed THEN coalesce(tasks.completed_at, now())
-                        ELSE now() END,
-    priority = CASE WHEN x.has_priority THEN x.priority ELSE tasks.priority END,
-    due_at = CASE WHEN x.has_due_at THEN x.due_at ELSE tasks.due_at END,
-    remind_at = CASE WHEN x.has_remind_at THEN x.remind_at ELSE tasks.remind_at END,
-    category = CASE WHEN x.has_category THEN x.category ELSE tasks.category END,
-    tags = CASE WHEN x.has_tags THEN x.tags ELSE tasks.tags END,
+    {assignments},
+    completed_at = CASE WHEN NOT x.has_completed THEN tasks.completed_at ELSE {completed_at} END,
     version = tasks.version + 1,
     updated_at = now()
 FROM (
     SELECT r.*, o.o_completed FROM jsonb_to_recordset(%(items)s) AS r(
-        id uuid, expected_version integer,
-        has_title boolean, title text, has_description boolean, description text,
-        has_completed boolean, completed boolean, has_priority boolean, priority smallint,
-        has_due_at boolean, due_at timestamptz, has_remind_at boolean, remind_at timestamptz,
-        has_category boolean, category text, has_tags boolean, tags text[])
-    JOIN ({_LOCKED}) AS o ON o.o_id = r.id
+        id uuid, expected_version integer, {recordset})
+    JOIN ({locked}) AS o ON o.o_id = r.id
 ) AS x
 WHERE tasks.id = x.id AND (x.expected_version IS NULL OR tasks.version = x.expected_version)
-RETURNING {_QUALIFIED}, {_EVENT} AS event_type
-""")
+RETURNING {columns}, {event} AS event_type
+""").format(
+        assignments=sql.SQL(",\n    ").join(map(_keep_unless_sent, _WRITABLE)),
+        completed_at=task_rows.completed_at(sql.SQL("x.completed"), "tasks"),
+        recordset=task_rows.recordset(_WRITABLE, flags=True),
+        locked=_LOCKED,
+        columns=_QUALIFIED,
+        event=_EVENT,
+    )
+)
 
-COMPLETE_MANY = changes.with_changes(f"""
+COMPLETE_MANY = changes.with_changes(
+    sql.SQL("""
 UPDATE tasks SET
     completed = %(completed)s,
-    completed_at = CASE WHEN NOT %(completed)s THEN NULL
-                        WHEN tasks.completed THEN coalesce(tasks.completed_at, now())
-                        ELSE now() END,
+    completed_at = {completed_at},
     version = tasks.version + 1,
     updated_at = now()
-FROM ({_LOCKED}) AS x
+FROM ({locked}) AS x
 WHERE tasks.id = x.o_id
-RETURNING {_QUALIFIED}, {_EVENT} AS event_type
-""")
+RETURNING {columns}, {event} AS event_type
+""").format(
+        completed_at=task_rows.completed_at(sql.Placeholder("completed"), "tasks"),
+        locked=_LOCKED,
+        columns=_QUALIFIED,
+        event=_EVENT,
+    )
+)
 
-DELETE_MANY = changes.with_changes(f"""
+DELETE_MANY = changes.with_changes(
+    sql.SQL("""
 DELETE FROM tasks WHERE user_id = %(user_id)s AND id = ANY(%(ids)s)
-RETURNING {COLUMNS}, 5 AS event_type
-""")
+RETURNING {columns}, {deleted} AS event_type
+""").format(columns=task_rows.columns(), deleted=task_rows.kind(domain.ChangeKind.DELETED))
+)
 
 VERSIONS = "SELECT id, version FROM tasks WHERE user_id = %s AND id = ANY(%s)"
 
 
-def _time(value: Any) -> str | None:
-    return None if value is None else value.isoformat()
-
-
 def _new_item(task_id: uuid.UUID, fields: domain.TaskFields) -> dict[str, Any]:
-    return {
-        "id": str(task_id),
-        "title": fields.title,
-        "description": fields.description,
-        "completed": fields.completed,
-        "priority": int(fields.priority),
-        "due_at": _time(fields.due_at),
-        "remind_at": _time(fields.remind_at),
-        "category": fields.category,
-        "tags": list(fields.tags),
-    }
+    return {"id": str(task_id), **task_rows.json_item(fields)}
 
 
 def _update_item(change: domain.TaskUpdate) -> dict[str, Any]:
     item = _new_item(change.task_id, change.patch.fields)
     item["expected_version"] = change.expected_version
-    for name in domain.TASK_FIELDS:
+    for name in _WRITABLE:
         item[f"has_{name}"] = name in change.patch.present
     return item
 
 
 def _in_order(rows: list[tuple[Any, ...]], ids: list[uuid.UUID]) -> list[domain.Task]:
-    by_id = {task.id: task for task in map(to_task, rows)}
+    by_id = {task.id: task for task in map(task_rows.to_task, rows)}
     return [by_id[task_id] for task_id in ids if task_id in by_id]
 
 

@@ -15,6 +15,8 @@ import dataclasses
 import uuid
 from typing import Any
 
+from psycopg import sql
+
 from server import domain
 
 
@@ -22,9 +24,16 @@ from server import domain
 class SortColumn:
     """One ORDER BY expression and its direction."""
 
-    expression: str
+    expression: sql.Composable
     descending: bool
     nullable: bool = False
+
+
+_DUE_AT_IS_NULL = sql.SQL("(due_at IS NULL)")
+_DUE_AT = sql.Identifier("due_at")
+_LOWER_TITLE = sql.SQL("lower(title)")
+_ID = sql.Identifier("id")
+_KEY_COLUMNS = {key: sql.Identifier(key.value) for key in domain.SortKey}
 
 
 def sort_columns(order: tuple[domain.Order, ...]) -> list[SortColumn]:
@@ -32,82 +41,117 @@ def sort_columns(order: tuple[domain.Order, ...]) -> list[SortColumn]:
     columns: list[SortColumn] = []
     for term in order:
         if term.key is domain.SortKey.DUE_AT:
-            columns.append(SortColumn("(due_at IS NULL)", descending=False))
-            columns.append(SortColumn("due_at", term.descending, nullable=True))
+            columns.append(SortColumn(_DUE_AT_IS_NULL, descending=False))
+            columns.append(SortColumn(_DUE_AT, term.descending, nullable=True))
         elif term.key is domain.SortKey.TITLE:
-            columns.append(SortColumn("lower(title)", term.descending))
+            columns.append(SortColumn(_LOWER_TITLE, term.descending))
         else:
-            columns.append(SortColumn(term.key.value, term.descending))
-    columns.append(SortColumn("id", order[-1].descending))
+            columns.append(SortColumn(_KEY_COLUMNS[term.key], term.descending))
+    columns.append(SortColumn(_ID, order[-1].descending))
     return columns
 
 
-def filter_conditions(user_id: uuid.UUID, f: domain.TaskFilter) -> tuple[list[str], dict[str, Any]]:
+_OWNER = sql.SQL("user_id = %(user_id)s")
+_COMPLETED = sql.SQL("completed = %(f_completed)s")
+_PRIORITIES = sql.SQL("priority = ANY(%(f_priorities)s::smallint[])")
+_CATEGORY = sql.SQL("category = %(f_category)s")
+_TAGS = sql.SQL("tags @> %(f_tags)s::text[]")
+_DUE_AFTER = sql.SQL("due_at >= %(f_due_after)s")
+_DUE_BEFORE = sql.SQL("due_at < %(f_due_before)s")
+_OVERDUE = sql.SQL("NOT completed AND due_at < now()")
+_NOT_OVERDUE = sql.SQL("(completed OR due_at IS NULL OR due_at >= now())")
+_Q = sql.SQL("(title ILIKE %(f_q)s OR description ILIKE %(f_q)s)")
+
+
+def filter_conditions(
+    user_id: uuid.UUID, f: domain.TaskFilter
+) -> tuple[list[sql.Composable], dict[str, Any]]:
     """WHERE conditions (ANDed) and their parameters for the owner and a filter."""
-    conditions = ["user_id = %(user_id)s"]
+    conditions: list[sql.Composable] = [_OWNER]
     params: dict[str, Any] = {"user_id": user_id}
     if f.completed is not None:
-        conditions.append("completed = %(f_completed)s")
+        conditions.append(_COMPLETED)
         params["f_completed"] = f.completed
     if f.priorities:
-        conditions.append("priority = ANY(%(f_priorities)s::smallint[])")
+        conditions.append(_PRIORITIES)
         params["f_priorities"] = [int(p) for p in f.priorities]
     if f.category is not None:
-        conditions.append("category = %(f_category)s")
+        conditions.append(_CATEGORY)
         params["f_category"] = f.category
     if f.tags:
-        conditions.append("tags @> %(f_tags)s::text[]")
+        conditions.append(_TAGS)
         params["f_tags"] = list(f.tags)
     if f.due_after is not None:
-        conditions.append("due_at >= %(f_due_after)s")
+        conditions.append(_DUE_AFTER)
         params["f_due_after"] = f.due_after
     if f.due_before is not None:
-        conditions.append("due_at < %(f_due_before)s")
+        conditions.append(_DUE_BEFORE)
         params["f_due_before"] = f.due_before
     if f.overdue is True:
-        conditions.append("NOT completed AND due_at < now()")
+        conditions.append(_OVERDUE)
     elif f.overdue is False:
-        conditions.append("(completed OR due_at IS NULL OR due_at >= now())")
+        conditions.append(_NOT_OVERDUE)
     if f.q:
-        conditions.append("(title ILIKE %(f_q)s OR description ILIKE %(f_q)s)")
+        conditions.append(_Q)
         params["f_q"] = "%" + _escape_like(f.q) + "%"
     return conditions, params
+
+
+def where(conditions: list[sql.Composable]) -> sql.Composable:
+    """The conditions ANDed."""
+    return sql.SQL(" AND ").join(conditions)
 
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+_LESS, _GREATER = sql.SQL("<"), sql.SQL(">")
+_ASC, _DESC = sql.SQL("ASC"), sql.SQL("DESC")
+
+
 def after_condition(
     columns: list[SortColumn], cursor: domain.PageCursor
-) -> tuple[str, dict[str, Any]]:
+) -> tuple[sql.Composable, dict[str, Any]]:
     """The keyset condition `row comes after the cursor` for these sort columns."""
     values = [*cursor.keys, cursor.task_id]
     if len(values) != len(columns):
         raise ValueError("cursor does not match the order")
     params = {f"k{i}": value for i, value in enumerate(values)}
+    keys = [sql.Placeholder(f"k{i}") for i in range(len(columns))]
     same_direction = len({c.descending for c in columns}) == 1
     if same_direction and not any(c.nullable for c in columns):  # index-friendly row comparison
-        op = "<" if columns[0].descending else ">"
-        names = ", ".join(c.expression for c in columns)
-        placeholders = ", ".join(f"%(k{i})s" for i in range(len(columns)))
-        return f"({names}) {op} ({placeholders})", params
-    alternatives = []
+        return sql.SQL("({}) {} ({})").format(
+            sql.SQL(", ").join(c.expression for c in columns),
+            _LESS if columns[0].descending else _GREATER,
+            sql.SQL(", ").join(keys),
+        ), params
+    alternatives: list[sql.Composable] = []
     for i, column in enumerate(columns):
         if values[i] is None:  # nothing sorts strictly after NULL within its group
             continue
-        equal = [_equals(c, j, values[j]) for j, c in enumerate(columns[:i])]
-        op = "<" if column.descending else ">"
-        alternatives.append(" AND ".join([*equal, f"{column.expression} {op} %(k{i})s"]))
-    return "(" + " OR ".join(alternatives or ["false"]) + ")", params
+        equal = [_equals(c, keys[j], values[j]) for j, c in enumerate(columns[:i])]
+        op = _LESS if column.descending else _GREATER
+        alternatives.append(
+            sql.SQL(" AND ").join(
+                [*equal, sql.SQL("{} {} {}").format(column.expression, op, keys[i])]
+            )
+        )
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(alternatives or [sql.SQL("false")])), params
 
 
-def _equals(column: SortColumn, index: int, value: object) -> str:
+def _equals(column: SortColumn, key: sql.Composable, value: object) -> sql.Composable:
     if value is None:
-        return f"{column.expression} IS NULL"
-    return f"{column.expression} = %(k{index})s"
+        return sql.SQL("{} IS NULL").format(column.expression)
+    return sql.SQL("{} = {}").format(column.expression, key)
 
 
-def order_clause(columns: list[SortColumn]) -> str:
-    """ORDER BY text for the sort columns."""
-    return ", ".join(f"{c.expression} {'DESC' if c.descending else 'ASC'}" for c in columns)
+def order_clause(columns: list[SortColumn], prefix: str | None = None) -> sql.Composable:
+    """ORDER BY terms for the sort columns (with `prefix`: that alias's s0, s1, ... instead)."""
+    return sql.SQL(", ").join(
+        sql.SQL("{} {}").format(
+            c.expression if prefix is None else sql.Identifier(prefix, f"s{i}"),
+            _DESC if c.descending else _ASC,
+        )
+        for i, c in enumerate(columns)
+    )

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg import sql
+
 from server import domain
 
-_STATS = """
+_STATS = sql.SQL("""
 WITH z AS (
     SELECT coalesce((SELECT timezone FROM users WHERE id = %(user_id)s), 'UTC') AS tz
 ),
@@ -20,7 +22,7 @@ f AS (
     SELECT t.priority, t.category, t.completed,
            NOT t.completed AND t.due_at < now() AS overdue,
            NOT t.completed AND (t.due_at AT TIME ZONE today.tz)::date = today.d AS due_today,
-           CASE WHEN t.completed AND (t.completed_at AT TIME ZONE today.tz)::date > today.d - 30
+           CASE WHEN t.completed AND (t.completed_at AT TIME ZONE today.tz)::date > today.d - {days}
                 THEN (t.completed_at AT TIME ZONE today.tz)::date END AS day
     FROM tasks AS t, today WHERE {where}
 )
@@ -28,16 +30,19 @@ SELECT grouping(priority, category, day), priority, category, day, count(*),
        count(*) FILTER (WHERE completed), count(*) FILTER (WHERE overdue),
        count(*) FILTER (WHERE due_today)
 FROM f GROUP BY GROUPING SETS ((), (priority), (category), (day))
-"""
+""")
 """One pass over the matching tasks: the totals, then counts per priority, category and day."""
 
 _TOTALS, _BY_PRIORITY, _BY_CATEGORY, _BY_DAY = 7, 3, 5, 6
 """grouping(priority, category, day) of each grouping set's rows."""
 
 
-def statement(conditions: list[str]) -> str:
+_DAYS = sql.Literal(domain.COMPLETED_PER_DAY_DAYS)
+
+
+def statement(conditions: list[sql.Composable]) -> sql.Composed:
     """The stats statement for these filter conditions (see task_queries)."""
-    return _STATS.format(where=" AND ".join(conditions))
+    return _STATS.format(where=sql.SQL(" AND ").join(conditions), days=_DAYS)
 
 
 def to_stats(rows: list[tuple[Any, ...]]) -> domain.TaskStats:

@@ -11,34 +11,39 @@ from psycopg import sql
 
 from server import domain
 from server.db import executor
-from server.repositories import changes, task_queries, task_stats
+from server.repositories import changes, task_queries, task_rows, task_stats
 
-COLUMNS = (
-    "id, user_id, title, description, completed, completed_at, priority, due_at, remind_at,"
-    " category, tags, created_at, updated_at, version"
+_COLUMNS = task_rows.columns()
+_EVENT = sql.SQL("{} AS event_type")
+
+INSERT = changes.with_changes(
+    sql.SQL("""
+INSERT INTO tasks (user_id, {names}, completed_at)
+VALUES (%(user_id)s, {values}, {completed_at})
+RETURNING {columns}, {event}
+""").format(
+        names=task_rows.names(task_rows.WRITABLE),
+        values=sql.SQL(", ").join(map(task_rows.placeholder, task_rows.WRITABLE)),
+        completed_at=task_rows.completed_at(sql.Placeholder("completed"), None),
+        columns=_COLUMNS,
+        event=_EVENT.format(task_rows.kind(domain.ChangeKind.CREATED)),
+    )
 )
-"""The columns every statement returns, in the order `to_task` reads them."""
-_COLUMN_NAMES = COLUMNS.split(", ")
-
-INSERT = changes.with_changes(f"""
-INSERT INTO tasks (user_id, title, description, completed, completed_at, priority, due_at,
-                   remind_at, category, tags)
-VALUES (%(user_id)s, %(title)s, %(description)s, %(completed)s,
-        CASE WHEN %(completed)s THEN now() END, %(priority)s, %(due_at)s,
-        %(remind_at)s, %(category)s, %(tags)s::text[])
-RETURNING {COLUMNS}, 1 AS event_type
-""")
 """Insert one task, recording its CREATED change (built once, at import)."""
 
-SELECT_ONE = f"SELECT {COLUMNS} FROM tasks WHERE user_id = %s AND id = %s"
+SELECT_ONE = task_rows.text(
+    sql.SQL("SELECT {} FROM tasks WHERE user_id = %s AND id = %s").format(_COLUMNS)
+)
 
-DELETE = changes.with_changes(f"""
+DELETE = changes.with_changes(
+    sql.SQL("""
 DELETE FROM tasks WHERE user_id = %(user_id)s AND id = %(id)s
-RETURNING {COLUMNS}, 5 AS event_type
-""")
+RETURNING {columns}, {event}
+""").format(columns=_COLUMNS, event=_EVENT.format(task_rows.kind(domain.ChangeKind.DELETED)))
+)
 """Delete one task, recording its DELETED change."""
 
-_FIRST_PAGE = """
+_FIRST_PAGE = sql.SQL("""
 SELECT c.total, p.*
 FROM (
     SELECT count(*) FROM (
@@ -49,23 +54,23 @@ LEFT JOIN (
     SELECT {columns}, {sorts} FROM tasks WHERE {where} ORDER BY {order} LIMIT %(limit)s
 ) AS p ON true
 ORDER BY {outer_order}
-"""
+""")
 """A page and its match count (up to COUNT_CAP) in one round trip (one row even if empty).
 
 The count walks the page's own order, so it uses the listing's index (and stops at the
 cap) rather than scanning other users' rows.
 """
 
-_ESTIMATE = "EXPLAIN (FORMAT JSON) SELECT FROM tasks WHERE {where}"
+_ESTIMATE = sql.SQL("EXPLAIN (FORMAT JSON) SELECT FROM tasks WHERE {where}")
 """The planner's estimate of the matches, for counts beyond COUNT_CAP."""
 
 COUNT_CAP = 1_000
 """Up to this many matches, total_size is exact; beyond it, the planner's estimate."""
 
-_NEXT_PAGE = """
-SELECT NULL, {columns}, {sorts} FROM tasks WHERE {where} AND {after} ORDER BY {order}
+_NEXT_PAGE = sql.SQL("""
+SELECT NULL AS total, {columns}, {sorts} FROM tasks WHERE {where} AND {after} ORDER BY {order}
 LIMIT %(limit)s
-"""
+""")
 """A later page; its total comes from the page token."""
 
 TAGS = """
@@ -79,70 +84,26 @@ WHERE user_id = %s AND NOT completed AND remind_at >= now() AND remind_at < now(
 ORDER BY remind_at, id LIMIT %s
 """
 
-_UPDATE = f"""
-UPDATE tasks SET {{assignments}}
+_UPDATE = sql.SQL("""
+UPDATE tasks SET {assignments}
 FROM (
     SELECT id AS o_id, completed AS o_completed FROM tasks
     WHERE user_id = %(user_id)s AND id = %(id)s FOR UPDATE
 ) AS o
-WHERE {{condition}}
-RETURNING {COLUMNS},
-    CASE WHEN completed = o.o_completed THEN 2 WHEN completed THEN 3 ELSE 4 END AS event_type
-"""
+WHERE {condition}
+RETURNING {columns}, {event} AS event_type
+""")
 """The row's old `completed` (read under lock) tells UPDATED from COMPLETED or REOPENED."""
 
-_COMPLETED_AT = (
-    "completed_at = CASE WHEN NOT %(completed)s THEN NULL"
-    " WHEN completed THEN coalesce(completed_at, now()) ELSE now() END"
+_UPDATE_EVENT = task_rows.change_kind(
+    sql.Identifier("completed"), sql.Identifier("o", "o_completed")
 )
-
-_UPDATE_ORDER = (
-    "title",
-    "description",
-    "completed",
-    "priority",
-    "due_at",
-    "remind_at",
-    "category",
-    "tags",
+_COMPLETED_AT = sql.SQL("completed_at = {}").format(
+    task_rows.completed_at(sql.Placeholder("completed"), "tasks")
 )
-
-
-_PRIORITIES = {p.value: p for p in domain.Priority}
-"""Stored priority -> enum, a dict lookup (Priority(n) is slow on hot paths)."""
-
-
-def to_task(row: tuple[Any, ...]) -> domain.Task:
-    """A row that starts with COLUMNS as a domain.Task."""
-    return domain.Task(
-        id=row[0],
-        user_id=row[1],
-        title=row[2],
-        description=row[3],
-        completed=row[4],
-        completed_at=row[5],
-        priority=_PRIORITIES[row[6]],
-        due_at=row[7],
-        remind_at=row[8],
-        category=row[9],
-        tags=tuple(row[10]),
-        created_at=row[11],
-        updated_at=row[12],
-        version=row[13],
-    )
-
-
-def _field_params(fields: domain.TaskFields) -> dict[str, Any]:
-    return {
-        "title": fields.title,
-        "description": fields.description,
-        "completed": fields.completed,
-        "priority": int(fields.priority),
-        "due_at": fields.due_at,
-        "remind_at": fields.remind_at,
-        "category": fields.category,
-        "tags": list(fields.tags),
-    }
+_BUMP = sql.SQL("version = version + 1, updated_at = now()")
+_VERSIONED = sql.SQL("tasks.id = o.o_id AND version = %(expected_version)s")
+_UNVERSIONED = sql.SQL("tasks.id = o.o_id")
 
 
 @functools.cache
@@ -157,31 +118,32 @@ def update_statement(present: frozenset[str], versioned: bool) -> str:
         SQL with named placeholders, returning the updated row.
     """
     assignments: list[sql.Composable] = [
-        sql.SQL("{} = {}").format(
-            sql.Identifier(name),
-            sql.SQL("%(tags)s::text[]") if name == "tags" else sql.Placeholder(name),
-        )
-        for name in _UPDATE_ORDER
+        sql.SQL("{} = {}").format(sql.Identifier(name), task_rows.placeholder(name))
+        for name in task_rows.WRITABLE
         if name in present
     ]
     if "completed" in present:
-        assignments.append(sql.SQL(_COMPLETED_AT))
-    assignments.append(sql.SQL("version = version + 1, updated_at = now()"))
-    condition = "tasks.id = o.o_id"
-    if versioned:
-        condition += " AND version = %(expected_version)s"
-    statement = sql.SQL(_UPDATE).format(
-        assignments=sql.SQL(", ").join(assignments), condition=sql.SQL(condition)
+        assignments.append(_COMPLETED_AT)
+    assignments.append(_BUMP)
+    statement = _UPDATE.format(
+        assignments=sql.SQL(", ").join(assignments),
+        condition=_VERSIONED if versioned else _UNVERSIONED,
+        columns=_COLUMNS,
+        event=_UPDATE_EVENT,
     )
-    return changes.with_changes(statement.as_string())
+    return changes.with_changes(statement)
+
+
+_SORTS_START = 1 + len(task_rows.NAMES)
+"""A page row is: the total, the task columns, then the sort values s0, s1, ..."""
 
 
 def _page(rows: list[Any], page_size: int, sort_count: int, total: int) -> domain.TaskPage:
-    tasks = [to_task(row[1 : 1 + len(_COLUMN_NAMES)]) for row in rows[:page_size]]
+    tasks = [task_rows.to_task(row, 1) for row in rows[:page_size]]
     next_cursor = None
     if len(rows) > page_size:
         last = rows[page_size - 1]
-        keys = tuple(last[1 + len(_COLUMN_NAMES) : 1 + len(_COLUMN_NAMES) + sort_count])
+        keys = tuple(last[_SORTS_START : _SORTS_START + sort_count])
         next_cursor = domain.PageCursor(keys[:-1], keys[-1], total)
     return domain.TaskPage(tasks=tasks, next_cursor=next_cursor, total_size=total)
 
@@ -194,15 +156,15 @@ class PgTasksRepository:
 
     async def add(self, user_id: uuid.UUID, fields: domain.TaskFields) -> domain.Task:
         """Insert a task and return it as stored (completed_at is now if completed)."""
-        row = await self._db.fetch_one(INSERT, {"user_id": user_id, **_field_params(fields)})
+        row = await self._db.fetch_one(INSERT, {"user_id": user_id, **task_rows.params(fields)})
         if row is None:  # pragma: no cover - INSERT ... RETURNING always returns the row
             raise RuntimeError("INSERT returned no row")
-        return to_task(row)
+        return task_rows.to_task(row)
 
     async def get(self, user_id: uuid.UUID, task_id: uuid.UUID) -> domain.Task | None:
         """The user's task with this id, or None."""
         row = await self._db.fetch_one(SELECT_ONE, (user_id, task_id))
-        return None if row is None else to_task(row)
+        return None if row is None else task_rows.to_task(row)
 
     async def list_page(
         self,
@@ -227,37 +189,41 @@ class PgTasksRepository:
         columns = task_queries.sort_columns(query.order)
         conditions, params = task_queries.filter_conditions(user_id, query.filter)
         params.update(limit=page_size + 1, count_cap=COUNT_CAP + 1)
+        where = task_queries.where(conditions)
         parts = {
-            "columns": COLUMNS,
-            "sorts": ", ".join(f"{c.expression} AS s{i}" for i, c in enumerate(columns)),
-            "where": " AND ".join(conditions),
+            "columns": _COLUMNS,
+            "sorts": sql.SQL(", ").join(
+                sql.SQL("{} AS {}").format(c.expression, sql.Identifier(f"s{i}"))
+                for i, c in enumerate(columns)
+            ),
+            "where": where,
             "order": task_queries.order_clause(columns),
         }
         if after is None and count:
-            outer = [f"p.s{i} {'DESC' if c.descending else 'ASC'}" for i, c in enumerate(columns)]
-            statement = _FIRST_PAGE.format(**parts, outer_order=", ".join(outer))
+            outer = task_queries.order_clause(columns, prefix="p")
+            statement = _FIRST_PAGE.format(**parts, outer_order=outer)
         else:
-            condition = "true"
+            condition: sql.Composable = sql.SQL("true")
             if after is not None:
                 condition, after_params = task_queries.after_condition(columns, after)
                 params.update(after_params)
             statement = _NEXT_PAGE.format(**parts, after=condition)
-        raw = await self._db.fetch_all(statement, params)
+        raw = await self._db.fetch_all(task_rows.text(statement), params)
         total = after.total_size if after else (raw[0][0] if raw and count else 0)
         if total > COUNT_CAP and after is None:
-            total = await self._estimate(parts["where"], params)
-        rows = [row for row in raw if row[1] is not None]
+            total = await self._estimate(where, params)
+        rows = [row for row in raw if row[1] is not None]  # the empty page's one row: no task
         return _page(rows, page_size, len(columns), total)
 
-    async def _estimate(self, where: str, params: dict[str, Any]) -> int:
-        row = await self._db.fetch_one(_ESTIMATE.format(where=where), params)
+    async def _estimate(self, where: sql.Composable, params: dict[str, Any]) -> int:
+        row = await self._db.fetch_one(task_rows.text(_ESTIMATE.format(where=where)), params)
         estimate = int(row[0][0]["Plan"]["Plan Rows"]) if row else 0
         return max(estimate, COUNT_CAP + 1)
 
     async def stats(self, user_id: uuid.UUID, task_filter: domain.TaskFilter) -> domain.TaskStats:
         """Counts over the user's tasks that match the filter, in their time zone."""
         conditions, params = task_queries.filter_conditions(user_id, task_filter)
-        rows = await self._db.fetch_all(task_stats.statement(conditions), params)
+        rows = await self._db.fetch_all(task_rows.text(task_stats.statement(conditions)), params)
         return task_stats.to_stats(rows)
 
     async def tags(self, user_id: uuid.UUID) -> list[tuple[str, int]]:
@@ -285,13 +251,13 @@ class PgTasksRepository:
         `updated_at` change.
         """
         query = update_statement(patch.present, expected_version is not None)
-        values = _field_params(patch.fields)
+        values = task_rows.params(patch.fields)
         params = {name: values[name] for name in patch.present}
         params.update(user_id=user_id, id=task_id)
         if expected_version is not None:
             params["expected_version"] = expected_version
         row = await self._db.fetch_one(query, params)
-        return None if row is None else to_task(row)
+        return None if row is None else task_rows.to_task(row)
 
     async def delete(self, user_id: uuid.UUID, task_id: uuid.UUID) -> bool:
         """Delete the user's task; False if the user has no such task."""

@@ -72,7 +72,7 @@ class PgUsersRepository:
         Raises:
             errors.AlreadyExists: the email is registered already (reason EMAIL_TAKEN).
         """
-        row = await self._db.fetch_one(INSERT, (email.lower(), password_hash, name))
+        row = await self._db.fetch_one(INSERT, (domain.normalize_email(email), password_hash, name))
         if row is None:
             raise errors.AlreadyExists("email is already registered", reason="EMAIL_TAKEN")
         return _to_user(row)
@@ -84,7 +84,7 @@ class PgUsersRepository:
 
     async def get_credentials(self, email: str) -> domain.Credentials | None:
         """The user with this email (compared lowercased) and their password hash, or None."""
-        row = await self._db.fetch_one(SELECT_CREDENTIALS, (email.lower(),))
+        row = await self._db.fetch_one(SELECT_CREDENTIALS, (domain.normalize_email(email),))
         if row is None:
             return None
         return domain.Credentials(user=_to_user(row), password_hash=row[6])
@@ -101,7 +101,7 @@ class PgUsersRepository:
             errors.AlreadyExists: the new email belongs to another account (reason
                 EMAIL_TAKEN). The transaction is then unusable; the use case ends with it.
         """
-        email = None if patch.email is None else patch.email.lower()
+        email = None if patch.email is None else domain.normalize_email(patch.email)
         params = {"id": user_id, "name": patch.name, "email": email, "timezone": patch.timezone}
         try:
             row = await self._db.fetch_one(UPDATE, params)

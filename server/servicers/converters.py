@@ -1,4 +1,8 @@
-"""Proto <-> domain conversions, as plain module functions."""
+"""Proto <-> domain conversions, as plain module functions.
+
+They only map shapes; every rule (defaults, allowed values) belongs to the
+services (`services.validation`, `services.queries`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from google.protobuf import timestamp_pb2
 from todo.v1 import task_pb2, task_service_pb2, user_pb2
 
 from server import domain, errors
-from server.services import queries
+from server.services import queries, validation
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -48,38 +52,11 @@ def optional_duration(message: Any, field: str) -> dt.timedelta | None:
     return value
 
 
-def priority(value: int) -> domain.Priority:
-    """A proto Priority as the domain's; unspecified means MEDIUM."""
-    if value == task_pb2.PRIORITY_UNSPECIFIED:
-        return domain.Priority.MEDIUM
-    try:
-        return domain.Priority(value)
-    except ValueError:
-        raise errors.InvalidArgument(
-            errors.FieldViolation(
-                "priority",
-                "must be one of PRIORITY_LOW, PRIORITY_MEDIUM, PRIORITY_HIGH, PRIORITY_URGENT",
-            ),
-            reason="INVALID_PRIORITY",
-        ) from None
-
-
-def filter_priorities(values: Any) -> list[domain.Priority]:
-    """Priorities named in a filter; PRIORITY_UNSPECIFIED or an unknown number is refused."""
-    try:
-        return [domain.Priority(v) for v in values]
-    except ValueError:
-        raise errors.InvalidArgument(
-            errors.FieldViolation("priority", "must name PRIORITY_LOW, _MEDIUM, _HIGH or _URGENT"),
-            reason="INVALID_FILTER",
-        ) from None
-
-
 def task_filter(request: Any) -> domain.TaskFilter:
     """The filter fields shared by ListTasks, StreamTasks and GetTaskStats requests."""
     return queries.make_filter(
         completed=request.completed if request.HasField("completed") else None,
-        priorities=filter_priorities(request.priority),
+        priorities=validation.filter_priorities(request.priority),
         category=request.category if request.HasField("category") else None,
         tags=request.tag,
         due_after=optional_datetime(request, "due_after"),
@@ -155,40 +132,54 @@ def user_to_proto(user: domain.User) -> user_pb2.User:
     )
 
 
+def _proto_value(kind: domain.FieldKind) -> Any:
+    if kind is domain.FieldKind.UUID:
+        return str
+    if kind is domain.FieldKind.PRIORITY:
+        return int
+    if kind is domain.FieldKind.TIME:
+        return timestamp
+    if kind is domain.FieldKind.VERSION:
+        return domain.etag
+    return None
+
+
+_TO_PROTO = tuple(
+    (f.api_name, f.name, f.optional, _proto_value(f.kind)) for f in domain.TASK_SCHEMA
+)
+"""(proto name, attribute, optional, encoder or None) of every Task field."""
+
+
 def task_to_proto(task: domain.Task) -> task_pb2.Task:
     """A domain task as the API's Task (unset times are left out)."""
-    message = task_pb2.Task(
-        id=str(task.id),
-        user_id=str(task.user_id),
-        title=task.title,
-        description=task.description,
-        completed=task.completed,
-        priority=int(task.priority),  # type: ignore[arg-type]
-        category=task.category,
-        tags=task.tags,
-        created_at=timestamp(task.created_at),
-        updated_at=timestamp(task.updated_at),
-        etag=task.etag,
-    )
-    for field in ("completed_at", "due_at", "remind_at"):
-        value = getattr(task, field)
-        if value is not None:
-            getattr(message, field).CopyFrom(timestamp(value))
-    return message
+    values: dict[str, Any] = {}
+    for api_name, name, optional, encode in _TO_PROTO:
+        value = getattr(task, name)
+        if optional and value is None:
+            continue
+        values[api_name] = value if encode is None else encode(value)
+    return task_pb2.Task(**values)
+
+
+def _field_reader(field: domain.TaskField) -> Any:
+    name = field.name
+    if field.kind is domain.FieldKind.TIME:
+        return lambda request: optional_datetime(request, name)
+    if field.kind is domain.FieldKind.PRIORITY:
+        return lambda request: validation.priority(getattr(request, name))
+    if field.kind is domain.FieldKind.TAGS:
+        return lambda request: tuple(getattr(request, name))
+    return lambda request: getattr(request, name)
+
+
+_FROM_REQUEST = tuple((f.name, _field_reader(f)) for f in domain.WRITABLE_TASK_FIELDS)
+_PRESENCE = tuple((f.name, f.kind is domain.FieldKind.TAGS) for f in domain.WRITABLE_TASK_FIELDS)
+"""(name, repeated): a repeated field is present when not empty, the others by HasField."""
 
 
 def task_fields(request: Any) -> domain.TaskFields:
     """The writable fields of a Create, Replace or Update request; unset ones take defaults."""
-    return domain.TaskFields(
-        title=request.title,
-        description=request.description,
-        completed=request.completed,
-        priority=priority(request.priority),
-        due_at=optional_datetime(request, "due_at"),
-        remind_at=optional_datetime(request, "remind_at"),
-        category=request.category,
-        tags=tuple(request.tags),
-    )
+    return domain.TaskFields(**{name: read(request) for name, read in _FROM_REQUEST})
 
 
 def task_patch(request: task_service_pb2.UpdateTaskRequest) -> domain.TaskPatch:
@@ -208,33 +199,15 @@ def batch_update_item(
 
 
 def _present_fields(message: Any) -> frozenset[str]:
-    present = {
+    return frozenset(
         name
-        for name in (
-            "title",
-            "description",
-            "completed",
-            "priority",
-            "category",
-            "due_at",
-            "remind_at",
-        )
-        if message.HasField(name)
-    }
-    if message.tags:
-        present.add("tags")
-    return frozenset(present)
+        for name, repeated in _PRESENCE
+        if (len(getattr(message, name)) > 0 if repeated else message.HasField(name))
+    )
 
 
 def _mask_fields(paths: Any) -> frozenset[str]:
-    names = {_CAMEL.sub("_", path).lower() for path in paths}
-    unknown = sorted(names - domain.TASK_FIELDS)
-    if unknown or not names:
-        rule = f"names unknown fields: {', '.join(unknown)}" if unknown else "must name a field"
-        raise errors.InvalidArgument(
-            errors.FieldViolation("update_mask", rule), reason="INVALID_UPDATE_MASK"
-        )
-    return frozenset(names)
+    return validation.update_mask({_CAMEL.sub("_", path).lower() for path in paths})
 
 
 def optional_string(request: Any, field: str) -> str | None:

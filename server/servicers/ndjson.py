@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
+from typing import Any
 
 from server import domain
 
@@ -31,27 +32,32 @@ def _time(value: dt.datetime) -> str:
     return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
+def _json_value(kind: domain.FieldKind) -> Any:
+    if kind is domain.FieldKind.UUID:
+        return str
+    if kind is domain.FieldKind.PRIORITY:
+        return _PRIORITY.__getitem__
+    if kind is domain.FieldKind.TIME:
+        return _time
+    if kind is domain.FieldKind.TAGS:
+        return list
+    if kind is domain.FieldKind.VERSION:
+        return domain.etag
+    return None
+
+
+_FIELDS = tuple((f.api_name, f.name, f.optional, _json_value(f.kind)) for f in domain.TASK_SCHEMA)
+"""(JSON name, attribute, optional, encoder or None) of every field, in proto order."""
+
+
 def task_object(task: domain.Task) -> dict[str, object]:
     """The API's JSON object for a task, in proto field order."""
-    obj: dict[str, object] = {
-        "id": str(task.id),
-        "user_id": str(task.user_id),
-        "title": task.title,
-        "description": task.description,
-        "completed": task.completed,
-    }
-    if task.completed_at is not None:
-        obj["completed_at"] = _time(task.completed_at)
-    obj["priority"] = _PRIORITY[task.priority]
-    if task.due_at is not None:
-        obj["due_at"] = _time(task.due_at)
-    if task.remind_at is not None:
-        obj["remind_at"] = _time(task.remind_at)
-    obj["category"] = task.category
-    obj["tags"] = list(task.tags)
-    obj["created_at"] = _time(task.created_at)
-    obj["updated_at"] = _time(task.updated_at)
-    obj["etag"] = task.etag
+    obj: dict[str, object] = {}
+    for api_name, name, optional, encode in _FIELDS:
+        value = getattr(task, name)
+        if optional and value is None:
+            continue
+        obj[api_name] = value if encode is None else encode(value)
     return obj
 
 

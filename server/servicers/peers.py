@@ -12,15 +12,14 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
+from server import metadata
+
 FORWARDED_FOR = "x-forwarded-for"
 
 
 def client_address(context: Any) -> str:
     """The calling client's IP address (or the peer string when it has none)."""
-    forwarded = ""
-    for key, value in context.invocation_metadata() or ():
-        if key == FORWARDED_FOR:
-            forwarded = str(value)
+    forwarded = (metadata.values(context, FORWARDED_FOR) or [""])[-1]
     last = forwarded.rsplit(",", 1)[-1].strip()
     return last or _peer_host(str(context.peer() or ""))
 

@@ -67,18 +67,16 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.WatchTasksRequest, context: Context
     ) -> AsyncIterator[task_pb2.TaskEvent]:
         """The caller's changes as they commit, with heartbeats."""
-        caller = principal.current()
-        events = streams.watch_tasks(
+        events = streams.watch_task_events(
             self._uow,
             self._feed,
             self._resume_tokens,
-            caller,
+            principal.current(),
             request.user_id,
             request.resume_token,
             self._heartbeat_s,
         )
-        async for change, seq in events:
-            token = self._resume_tokens.encode(caller.user_id, seq)
+        async for change, token in events:
             yield converters.event_to_proto(change, token)
 
     async def ListTasks(

@@ -60,9 +60,9 @@ async def login(
 ) -> domain.TokenPair:
     """Check credentials and open a session; one answer for every failure."""
     _require({"email": email, "password": password})
-    email = email.strip().lower()
+    email = domain.normalize_email(email)
     await throttle.check(uow, client_address, account=f"email:{email}")
-    normalized = _normalized_or_none(password)
+    normalized = passwords.normalized_or_none(password)
     async with uow.autocommit() as reader:
         credentials = await reader.users.get_credentials(email)
     stored = credentials.password_hash if credentials else None
@@ -124,13 +124,6 @@ def _pair(
 ) -> domain.TokenPair:
     expires_in = int(tokens.ttl("access").total_seconds())
     return domain.TokenPair(access, refresh_token, expires_in, user)
-
-
-def _normalized_or_none(password: str) -> str | None:
-    try:
-        return passwords.normalize(password)
-    except errors.InvalidArgument:
-        return None
 
 
 def _require(values: dict[str, str]) -> None:

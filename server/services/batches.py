@@ -9,11 +9,10 @@ replayed for a repeat with the same body; a different body is refused.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Sequence
 
-from server import domain, errors
+from server import domain, errors, fingerprints
 from server.services import access, validation
 from server.services.ports import UnitOfWork
 from server.services.tasks import version_from_etag
@@ -130,7 +129,7 @@ def _request_key(request_id: str, route: str, body: object) -> _Key:
             ),
             reason="INVALID_REQUEST_ID",
         )
-    return route, request_id, hashlib.sha256(repr(body).encode()).digest()
+    return route, request_id, fingerprints.digest(body)
 
 
 async def _replay(uow: UnitOfWork, owner: uuid.UUID, key: _Key) -> list[domain.Task] | None:

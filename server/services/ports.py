@@ -1,6 +1,6 @@
 """What the use cases need from storage, as Protocols.
 
-`server.db.unit_of_work.UnitOfWork` implements them on PostgreSQL; the unit
+`server.adapters.unit_of_work.UnitOfWork` implements them on PostgreSQL; the unit
 tests implement them with in-memory fakes.
 """
 
@@ -227,7 +227,7 @@ class IdempotencyRepository(Protocol):
 
 
 class Subscription(Protocol):
-    """A watch stream's doorbell (see server/db/change_feed.py)."""
+    """A watch stream's doorbell (see server/adapters/change_feed.py)."""
 
     closed: bool
 

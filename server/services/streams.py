@@ -77,6 +77,22 @@ async def watch_tasks(
                 raise _shutting_down()
 
 
+async def watch_task_events(
+    uow: Callable[[], UnitOfWork],
+    feed: ChangeFeed,
+    resume_tokens: ResumeTokens,
+    principal: domain.Principal,
+    user_id: str,
+    resume_token: str,
+    heartbeat_s: float,
+) -> AsyncIterator[tuple[domain.TaskChange | None, str]]:
+    """`watch_tasks`, each item with the resume token that continues after it."""
+    owner = access.owner_id(principal, user_id)
+    changes = watch_tasks(uow, feed, resume_tokens, principal, user_id, resume_token, heartbeat_s)
+    async for change, seq in changes:
+        yield change, resume_tokens.encode(owner, seq)
+
+
 async def _starting_seq(uow: Callable[[], UnitOfWork], owner: uuid.UUID, after: int | None) -> int:
     async with uow().autocommit() as reader:
         bounds = await reader.changes.bounds(owner)

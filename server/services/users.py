@@ -66,7 +66,7 @@ async def change_password(
         stored = await reader.users.get_password_hash(owner)
     if stored is None:
         raise _user_not_found()
-    current = _normalized_or_none(current_password)
+    current = passwords.normalized_or_none(current_password)
     if current is None or not await hasher.verify(current, stored):
         raise errors.InvalidArgument(
             errors.FieldViolation("current_password", "is not the current password"),
@@ -118,13 +118,6 @@ def _check_password_fields(current_password: str, new_password: str) -> str:
     if bad:
         raise errors.InvalidArgument(bad, reason="INVALID_PASSWORD")
     return normalized
-
-
-def _normalized_or_none(password: str) -> str | None:
-    try:
-        return passwords.normalize(password)
-    except errors.InvalidArgument:
-        return None
 
 
 def _user_not_found() -> errors.NotFound:

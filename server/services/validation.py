@@ -7,6 +7,7 @@ sorted; emails are lowercased. Time zones are IANA names known to `zoneinfo`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import zoneinfo
@@ -24,6 +25,48 @@ EMAIL_MAX = 254
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 Violations = list[errors.FieldViolation]
+
+
+_PRIORITY_UNSPECIFIED = 0
+"""The API's "no priority given" (`todo.v1.PRIORITY_UNSPECIFIED`)."""
+
+
+def priority(value: int) -> domain.Priority:
+    """A proto Priority as the domain's; unspecified means MEDIUM."""
+    if value == _PRIORITY_UNSPECIFIED:
+        return domain.Priority.MEDIUM
+    try:
+        return domain.Priority(value)
+    except ValueError:
+        raise errors.InvalidArgument(
+            errors.FieldViolation(
+                "priority",
+                "must be one of PRIORITY_LOW, PRIORITY_MEDIUM, PRIORITY_HIGH, PRIORITY_URGENT",
+            ),
+            reason="INVALID_PRIORITY",
+        ) from None
+
+
+def filter_priorities(values: Iterable[int]) -> list[domain.Priority]:
+    """Priorities named in a filter; PRIORITY_UNSPECIFIED or an unknown number is refused."""
+    try:
+        return [domain.Priority(v) for v in values]
+    except ValueError:
+        raise errors.InvalidArgument(
+            errors.FieldViolation("priority", "must name PRIORITY_LOW, _MEDIUM, _HIGH or _URGENT"),
+            reason="INVALID_FILTER",
+        ) from None
+
+
+def update_mask(names: set[str]) -> frozenset[str]:
+    """The task fields an update mask names (snake_case); InvalidArgument if none or unknown."""
+    unknown = sorted(names - domain.TASK_FIELDS)
+    if unknown or not names:
+        rule = f"names unknown fields: {', '.join(unknown)}" if unknown else "must name a field"
+        raise errors.InvalidArgument(
+            errors.FieldViolation("update_mask", rule), reason="INVALID_UPDATE_MASK"
+        )
+    return frozenset(names)
 
 
 def _check(ok: bool, field: str, rule: str, out: Violations) -> None:
@@ -67,16 +110,7 @@ def task_fields(
     tags = _tags(fields.tags, prefix + "tags", bad) if "tags" in names else fields.tags
     if bad:
         raise errors.InvalidArgument(bad, reason="INVALID_TASK")
-    return domain.TaskFields(
-        title=title,
-        description=fields.description,
-        completed=fields.completed,
-        priority=fields.priority,
-        due_at=fields.due_at,
-        remind_at=fields.remind_at,
-        category=category,
-        tags=tags,
-    )
+    return dataclasses.replace(fields, title=title, category=category, tags=tags)
 
 
 def _tags(raw: Iterable[str], field: str, bad: Violations) -> tuple[str, ...]:
@@ -92,7 +126,7 @@ def _tags(raw: Iterable[str], field: str, bad: Violations) -> tuple[str, ...]:
 
 def email(raw: str, bad: Violations) -> str:
     """Lowercase and check an email address, adding a violation if it is invalid."""
-    value = raw.strip().lower()
+    value = domain.normalize_email(raw)
     if not value:
         bad.append(errors.FieldViolation("email", "must not be empty"))
     elif len(value) > EMAIL_MAX or not _EMAIL.match(value):

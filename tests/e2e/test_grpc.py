@@ -102,7 +102,8 @@ def test_errors_carry_rich_details(ch: grpc.Channel) -> None:
     assert _details(caught.value) == (["title"], "INVALID_TASK")
     with pytest.raises(grpc.RpcError) as caught:
         tasks.CreateTask(
-            task_service_pb2.CreateTaskRequest(user_id="me", title="x", priority=99), metadata=md
+            task_service_pb2.CreateTaskRequest(user_id="me", title="x", priority=99),  # type: ignore[arg-type]
+            metadata=md,
         )
     assert _details(caught.value) == (["priority"], "INVALID_PRIORITY")
     with pytest.raises(grpc.RpcError) as caught:

@@ -193,7 +193,7 @@ def test_login_throttle_over_grpc_is_resource_exhausted(hardened: Hardened) -> N
         with pytest.raises(grpc.RpcError) as caught:
             auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
         assert _grpc_retry_delay(caught.value) >= 1
-        trailers = dict(caught.value.trailing_metadata() or ())  # type: ignore[attr-defined]
+        trailers = dict(caught.value.trailing_metadata() or ())  # type: ignore[attr-defined,arg-type]
         assert int(trailers["retry-after"]) >= 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import grpc
 import httpx
@@ -50,7 +51,7 @@ def _seed(http: httpx.Client, account: Account) -> dict[str, dict]:
     return out
 
 
-def _titles(http: httpx.Client, account: Account, params: object) -> list[str]:
+def _titles(http: httpx.Client, account: Account, params: Any) -> list[str]:
     response = http.get(TASKS, params=params, headers=account.headers)
     assert response.status_code == 200, response.text
     body = response.json()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 
 from server import domain, housekeeping
+from server.adapters.unit_of_work import UnitOfWork
 from server.config import Settings
 from server.db import pool as db_pool
-from server.db.unit_of_work import UnitOfWork
 
 
 async def test_prune_once_removes_only_expired_rows(pool: db_pool.Pool, database_url: str) -> None:

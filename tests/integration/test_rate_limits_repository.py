@@ -5,9 +5,9 @@ import uuid
 
 import pytest
 
+from server.adapters.unit_of_work import UnitOfWork
 from server.db import executor
 from server.db import pool as db_pool
-from server.db.unit_of_work import UnitOfWork
 from server.repositories.rate_limits import PgRateLimitsRepository
 
 

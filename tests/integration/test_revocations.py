@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
+from server.adapters.revocations import SessionRevocations
+from server.adapters.unit_of_work import UnitOfWork
 from server.db import pool as db_pool
 from server.db.listener import NotificationListener
-from server.db.revocations import SessionRevocations
-from server.db.unit_of_work import UnitOfWork
 
 
 class _Unreachable:

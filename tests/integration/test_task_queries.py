@@ -243,7 +243,7 @@ async def test_tags_and_reminders(
             for t in dataset
             if not t.completed and t.remind_at and now <= t.remind_at < now + dt.timedelta(hours=6)
         ),
-        key=lambda t: t.remind_at,
+        key=lambda t: t.remind_at,  # type: ignore[arg-type,return-value]
     )
     assert [r.task_id for r in reminders] == [t.id for t in expected] and expected
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import pytest
 
@@ -16,8 +17,8 @@ PAST = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 DEFAULT = domain.TaskQuery()
 
 
-def _patch(present: set[str], **fields: object) -> domain.TaskPatch:
-    values: dict[str, object] = {"title": "unchanged", **fields}
+def _patch(present: set[str], **fields: Any) -> domain.TaskPatch:
+    values: dict[str, Any] = {"title": "unchanged", **fields}
     return domain.TaskPatch(fields=domain.TaskFields(**values), present=frozenset(present))
 
 

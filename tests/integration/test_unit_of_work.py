@@ -8,9 +8,9 @@ import pytest
 from psycopg import pq
 
 from server import domain, errors
+from server.adapters.unit_of_work import UnitOfWork
 from server.config import Settings
 from server.db import pool as db_pool
-from server.db.unit_of_work import UnitOfWork
 
 
 def _email() -> str:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 import pytest
@@ -48,8 +47,6 @@ def make_principal(user_id: uuid.UUID | None = None) -> domain.Principal:
     return domain.Principal(
         user_id=user_id or uuid.uuid4(),
         session_id=uuid.uuid4(),
-        token_id="jti",
-        expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5),
     )
 
 

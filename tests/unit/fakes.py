@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import uuid
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Any, Self
 
 from server import domain, errors
+from server.services import ports
 
 
 def now() -> dt.datetime:
@@ -20,6 +22,7 @@ class FakeUsers:
         self.rows: dict[uuid.UUID, domain.Credentials] = {}
 
     async def add(self, email: str, password_hash: str, name: str) -> domain.User:
+        email = domain.normalize_email(email)
         if any(c.user.email == email for c in self.rows.values()):
             raise errors.AlreadyExists("email is already registered", reason="EMAIL_TAKEN")
         user = domain.User(uuid.uuid4(), email, name, "UTC", now(), now())
@@ -31,6 +34,7 @@ class FakeUsers:
         return row.user if row else None
 
     async def get_credentials(self, email: str) -> domain.Credentials | None:
+        email = domain.normalize_email(email)
         return next((c for c in self.rows.values() if c.user.email == email), None)
 
     async def get_password_hash(self, user_id: uuid.UUID) -> str | None:
@@ -41,7 +45,7 @@ class FakeUsers:
         row = self.rows.get(user_id)
         if row is None:
             return None
-        email = patch.email.lower() if patch.email is not None else None
+        email = domain.normalize_email(patch.email) if patch.email is not None else None
         if email is not None and any(
             c.user.email == email and uid != user_id for uid, c in self.rows.items()
         ):
@@ -335,10 +339,41 @@ class FakeStore:
         self.batches = FakeBatches(self.tasks)
         self.idempotency = FakeIdempotency()
         self.commits = 0
+        self.rollbacks = 0
+
+    def _state(self) -> list[dict[Any, Any]]:
+        return [
+            self.users.rows,
+            self.sessions.rows,
+            self.tasks.rows,
+            self.rate_limits.tat,
+            self.changes.rows,
+            self.changes.latest,
+            self.idempotency.rows,
+        ]
+
+    def snapshot(self) -> list[dict[Any, Any]]:
+        """A deep copy of every table, to roll back to."""
+        return copy.deepcopy(self._state())
+
+    def restore(self, snapshot: list[dict[Any, Any]]) -> None:
+        """Put every table back as it was in `snapshot` (in place: repositories keep them)."""
+        for table, saved in zip(self._state(), copy.deepcopy(snapshot), strict=True):
+            table.clear()
+            table.update(saved)
+        self.rollbacks += 1
 
 
 class FakeUnitOfWork:
-    """Commits are counted; the fake does not undo uncommitted writes."""
+    """Like the real one: leaving the block undoes whatever was not committed."""
+
+    users: ports.UsersRepository
+    sessions: ports.SessionsRepository
+    tasks: ports.TasksRepository
+    rate_limits: ports.RateLimitsRepository
+    changes: ports.ChangesRepository
+    batches: ports.TaskBatchesRepository
+    idempotency: ports.IdempotencyRepository
 
     def __init__(self, store: FakeStore) -> None:
         self.store = store
@@ -350,9 +385,40 @@ class FakeUnitOfWork:
         self.batches = store.batches
         self.idempotency = store.idempotency
         self.committed = False
+        self._saved: list[dict[Any, Any]] | None = None
 
     async def __aenter__(self) -> Self:
+        self._saved = self.store.snapshot()
         return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._saved is not None and self.store.snapshot() != self._saved:
+            self.store.restore(self._saved)  # rolled back: nothing since the last commit stays
+        self._saved = None
+
+    async def commit(self) -> None:
+        self.committed = True
+        self.store.commits += 1
+        if self._saved is not None:
+            self._saved = self.store.snapshot()
+
+    def autocommit(self) -> FakeAutocommit:
+        return FakeAutocommit(self)
+
+
+class FakeAutocommit:
+    """No transaction: every write stands as soon as it is made."""
+
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self._uow = uow
+
+    async def __aenter__(self) -> FakeUnitOfWork:
+        return self._uow
 
     async def __aexit__(
         self,
@@ -362,9 +428,14 @@ class FakeUnitOfWork:
     ) -> None:
         return None
 
-    async def commit(self) -> None:
-        self.committed = True
-        self.store.commits += 1
 
-    def autocommit(self) -> FakeUnitOfWork:
-        return self
+if TYPE_CHECKING:  # mypy (make lint) proves every fake implements its port
+    _uow: type[ports.UnitOfWork] = FakeUnitOfWork
+    _autocommit: type[ports.Autocommit] = FakeAutocommit
+    _users: type[ports.UsersRepository] = FakeUsers
+    _sessions: type[ports.SessionsRepository] = FakeSessions
+    _tasks: type[ports.TasksRepository] = FakeTasks
+    _changes: type[ports.ChangesRepository] = FakeChanges
+    _batches: type[ports.TaskBatchesRepository] = FakeBatches
+    _idempotency: type[ports.IdempotencyRepository] = FakeIdempotency
+    _rate_limits: type[ports.RateLimitsRepository] = FakeRateLimits

@@ -100,9 +100,9 @@ async def test_throttled_login_checks_no_password(uow, tokens, throttle, store) 
 
     for _ in range(3):
         with pytest.raises(errors.Unauthenticated):
-            await auth.login(uow(), _Refusing(), tokens, throttle, CLIENT, "x@example.com", "p" * 8)
+            await auth.login(uow(), _Refusing(), tokens, throttle, CLIENT, "x@example.com", "p" * 8)  # type: ignore[arg-type]
     with pytest.raises(errors.ResourceExhausted):
-        await auth.login(uow(), Hasher(), tokens, throttle, CLIENT, "x@example.com", "p" * 8)
+        await auth.login(uow(), Hasher(), tokens, throttle, CLIENT, "x@example.com", "p" * 8)  # type: ignore[arg-type]
 
 
 class _Refusing:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from server.db.change_feed import ChangeFeed
+from server.adapters.change_feed import ChangeFeed
 
 
 class FakeListener:

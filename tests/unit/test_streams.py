@@ -4,11 +4,12 @@ import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from server import domain, errors
-from server.services import streams
+from server.services import ports, streams
 from server.services.page_tokens import ResumeTokens
 from tests.unit.fakes import FakeStore
 
@@ -36,6 +37,10 @@ class FakeFeed:
     def subscribe(self, user_id: uuid.UUID) -> Iterator[FakeSubscription]:
         yield FakeSubscription(self.rings)
 
+
+if TYPE_CHECKING:  # mypy (make lint) proves the fakes implement their ports
+    _subscription: type[ports.Subscription] = FakeSubscription
+    _feed: type[ports.ChangeFeed] = FakeFeed
 
 TOKENS = ResumeTokens("s" * 40)
 

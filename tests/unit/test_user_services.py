@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
@@ -18,7 +19,9 @@ async def _account(uow, hasher, throttle, email="ann@example.com") -> domain.Use
 
 async def _session(store, user: domain.User) -> domain.Principal:
     principal = make_principal(user.id)
-    await store.sessions.add(principal.session_id, user.id, "jti", principal.expires_at)
+    await store.sessions.add(
+        principal.session_id, user.id, "jti", dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    )
     return principal
 
 

@@ -82,8 +82,8 @@ class SchemaBuilder:
     Args:
         index: The descriptor set.
         output_messages: Messages that appear in responses: their always-printed fields are
-            `required`. Request messages have no required fields (proto3 has no such notion:
-            the service checks what it needs and answers 400).
+            `required`. In request messages only the fields whose comment starts with
+            "Required" are (proto3 itself has no such notion: the service answers 400).
     """
 
     def __init__(self, index: ProtoIndex, output_messages: Collection[str]) -> None:
@@ -152,9 +152,14 @@ class SchemaBuilder:
         schema["properties"] = properties
         if type_name in self.output_messages:
             required = [f.name for f in fields if _always_printed(f)]
-            if required:
-                schema["required"] = required
+        else:  # input: what the field's comment says is required ("Required: ...")
+            required = [f.name for f in fields if self._says_required(type_name, f)]
+        if required:
+            schema["required"] = required
         return schema
+
+    def _says_required(self, message: str, field: FieldProto) -> bool:
+        return self.index.comment(f"{message}.{field.name}").startswith("Required")
 
     def _enum(self, type_name: str) -> Schema:
         enum = self.index.enums[type_name]

@@ -39,7 +39,7 @@ third_party/googleapis/google/api: $(STAMP)
 	@SP=$$($(PY) -c "import site;print(site.getsitepackages()[0])"); \
 	mkdir -p third_party/googleapis/google && for d in api rpc; do ln -sfn "$$SP/google/$$d" third_party/googleapis/google/$$d; done
 
-generate: $(STAMP)  ## Regenerate generated/, envoy/todo.binpb and openapi/ from protos/
+generate: $(STAMP)  ## Regenerate generated/, envoy/todo.binpb and server/docs/openapi.* from protos/
 	@echo "==> generating Python stubs, the Envoy descriptor set and the OpenAPI document"
 	@SP=$$($(PY) -c "import site;print(site.getsitepackages()[0])"); \
 	rm -rf generated/todo && mkdir -p generated && \
@@ -47,15 +47,15 @@ generate: $(STAMP)  ## Regenerate generated/, envoy/todo.binpb and openapi/ from
 	  --grpc_python_out=generated $(PROTOS) && \
 	$(PY) -m grpc_tools.protoc -I protos -I "$$SP" --include_imports --include_source_info \
 	  --descriptor_set_out=envoy/todo.binpb $(PROTOS) google/rpc/status.proto google/rpc/error_details.proto && \
-	$(PY) -m server.openapi openapi
+	$(PY) -m server.openapi server/docs
 
-check-generated: generate  ## Fail if generated/, envoy/todo.binpb or openapi/ differ from protos/
-	@git diff --exit-code --stat -- generated envoy/todo.binpb openapi && \
-	test -z "$$(git status --porcelain -- generated envoy/todo.binpb openapi)" || \
+check-generated: generate  ## Fail if generated/, envoy/todo.binpb or server/docs/openapi.* differ from protos/
+	@git diff --exit-code --stat -- generated envoy/todo.binpb server/docs/openapi.json server/docs/openapi.yaml && \
+	test -z "$$(git status --porcelain -- generated envoy/todo.binpb server/docs/openapi.json server/docs/openapi.yaml)" || \
 	  { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
 
-check-openapi: $(STAMP)  ## Validate openapi/openapi.{json,yaml} with openapi-spec-validator (OpenAPI 3.1)
-	@$(VENV)/bin/openapi-spec-validator openapi/openapi.json openapi/openapi.yaml
+check-openapi: $(STAMP)  ## Validate server/docs/openapi.{json,yaml} with openapi-spec-validator (OpenAPI 3.1)
+	@$(VENV)/bin/openapi-spec-validator server/docs/openapi.json server/docs/openapi.yaml
 
 buf-lint: $(BUF) third_party/googleapis/google/api  ## buf lint the protos
 	@$(BUF) lint
@@ -90,7 +90,7 @@ fuzz: $(STAMP)  ## schemathesis through Envoy, longer than make test's run (TODO
 	@TODO_FUZZ_EXAMPLES=$${TODO_FUZZ_EXAMPLES:-100} TODO_FUZZ_SEED=$${TODO_FUZZ_SEED:-$$RANDOM} \
 	  $(PY) -m pytest -p no:cacheprovider tests/e2e/test_fuzz.py -v
 
-client-ts:  ## Generate and type-check the TypeScript client from openapi/openapi.json
+client-ts:  ## Generate and type-check the TypeScript client from server/docs/openapi.json
 	@cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && \
 	  npm run --silent generate && npm run --silent build && \
 	  echo "==> clients/typescript/generated/schema.d.ts type-checks; run: node clients/typescript/build/src/flow.js URL"

@@ -95,25 +95,26 @@ def _global_mutations(settings: Settings) -> dict[str, object]:
     }
 
 
-def _docs_files(repo: Path) -> dict[str, str]:
+def _docs_files() -> dict[str, str]:
     """Absolute paths of the files Envoy serves at /docs and /openapi.{json,yaml}.
 
-    Swagger UI comes from the swagger-ui-py wheel's packaged assets (a pinned dependency),
-    the page and its start-up script from envoy/docs/, the document from openapi/.
+    Swagger UI comes from the swagger-ui-py wheel's packaged assets (a pinned dependency);
+    the page, its start-up script and the generated document from `server/docs/` (package
+    data, so an installed wheel serves them too).
     """
     spec = importlib.util.find_spec("swagger_ui")  # located, not imported (its glue needs jinja2)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("swagger-ui-py is not installed (make venv)")
     assets = Path(next(iter(spec.submodule_search_locations))) / "static"
-    docs = repo / "envoy" / "docs"
+    docs = Path(__file__).resolve().parent / "docs"
     files = {
         "docs_index_html": docs / "index.html",
         "docs_js": docs / "docs.js",
         "docs_css": docs / "docs.css",
         "swagger_ui_js": assets / "swagger-ui-bundle.js",
         "swagger_ui_css": assets / "swagger-ui.css",
-        "openapi_json": repo / "openapi" / "openapi.json",
-        "openapi_yaml": repo / "openapi" / "openapi.yaml",
+        "openapi_json": docs / "openapi.json",
+        "openapi_yaml": docs / "openapi.yaml",
     }
     return {name: str(path.resolve()) for name, path in files.items()}
 
@@ -178,7 +179,7 @@ def render_envoy_config(
         "transport_socket": _transport_socket(settings),
         "global_mutations": _global_mutations(settings),
         "docs_csp": DOCS_CSP,
-        **_docs_files(envoy_dir.parent),
+        **_docs_files(),
     }
     return string.Template(source).substitute({k: json.dumps(v) for k, v in values.items()})
 

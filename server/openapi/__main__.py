@@ -1,4 +1,7 @@
-"""`python -m server.openapi [DIR]`: write DIR/openapi.json and DIR/openapi.yaml (DIR: openapi/)."""
+"""`python -m server.openapi [DIR]`: write DIR/openapi.json and DIR/openapi.yaml.
+
+DIR defaults to `server/docs/`, where Envoy serves them from (`/openapi.json`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from server.openapi import document
 
 def main(argv: list[str]) -> int:
     """Generate the document from envoy/todo.binpb and write both files."""
-    out = Path(argv[0]) if argv else document.REPO / "openapi"
+    out = Path(argv[0]) if argv else document.REPO / "server" / "docs"
     out.mkdir(parents=True, exist_ok=True)
     doc = document.generate()
     (out / "openapi.json").write_text(document.to_json(doc), encoding="utf-8")

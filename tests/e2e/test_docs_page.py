@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 
 PASSWORD = "correct horse battery"
 REPO = Path(__file__).resolve().parents[2]
-DOCUMENT = REPO / "openapi" / "openapi.json"
+DOCUMENT = REPO / "server" / "docs" / "openapi.json"
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 
@@ -164,7 +164,7 @@ def test_only_the_docs_page_gets_a_csp_that_runs_scripts(http: httpx.Client) -> 
 
 
 def test_the_page_loads_nothing_from_another_origin() -> None:
-    html = (REPO / "envoy" / "docs" / "index.html").read_text()
-    script = (REPO / "envoy" / "docs" / "docs.js").read_text()
+    html = (REPO / "server" / "docs" / "index.html").read_text()
+    script = (REPO / "server" / "docs" / "docs.js").read_text()
     assert "http://" not in html + script and "https://" not in html + script
     assert "<script>" not in html  # no inline script: the CSP has no 'unsafe-inline'

@@ -1,4 +1,4 @@
-"""Schemathesis against the running stack through Envoy, driven by openapi/openapi.json.
+"""Schemathesis against the running stack through Envoy, driven by server/docs/openapi.json.
 
 Every operation but those that would end the run's own session (logout, password change,
 account deletion) and the endless watch stream, authenticated as a fresh account, in all
@@ -40,7 +40,7 @@ def test_schemathesis_finds_nothing(stack: Stack, http: httpx.Client) -> None:
         "--config-file",
         str(REPO / "tests" / "fuzz" / "schemathesis.toml"),
         "run",
-        str(REPO / "openapi" / "openapi.json"),
+        str(REPO / "server" / "docs" / "openapi.json"),
         "--url",
         stack.rest,
         "--max-examples",

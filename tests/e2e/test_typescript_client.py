@@ -1,4 +1,4 @@
-"""The TypeScript client a frontend would generate from openapi/openapi.json, used for real.
+"""The TypeScript client a frontend would generate from server/docs/openapi.json, used for real.
 
 `openapi-typescript` turns the checked-in document into types, `tsc` (strict) compiles
 clients/typescript/src/flow.ts against them, and the compiled flow runs under Node against the

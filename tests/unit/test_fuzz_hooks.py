@@ -12,7 +12,7 @@ import pytest
 from tests.fuzz import hooks
 
 DOCUMENT = json.loads(
-    (Path(__file__).resolve().parents[2] / "openapi" / "openapi.json").read_text()
+    (Path(__file__).resolve().parents[2] / "server" / "docs" / "openapi.json").read_text()
 )
 STREAM = DOCUMENT["paths"]["/api/v1/users/{user_id}/tasks:stream"]["get"]
 TASK = STREAM["responses"]["200"]["content"]["application/json"]["example"]

@@ -1,7 +1,7 @@
 // The main flow through the generated types, as a frontend would write it: register, log in,
 // create tasks (one, then a batch), list them with a filter, and read a typed error.
 // `tsc` checks every path, parameter and body against generated/schema.d.ts (made from
-// openapi/openapi.json by `npm run generate`); tests/e2e/test_typescript_client.py runs it.
+// server/docs/openapi.json by `npm run generate`); tests/e2e/test_typescript_client.py runs it.
 //
 //   node build/src/flow.js http://127.0.0.1:8080   -> prints a JSON summary, exits 1 on failure
 import createClient, { type Middleware } from "openapi-fetch";

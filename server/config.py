@@ -17,6 +17,7 @@ from typing import Literal
 
 PLACEHOLDER_SECRET = "dev-only-secret-change-me-0123456789abcdef"
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an RFC 9110 token
 Environment = Literal["development", "production"]
 
 
@@ -131,12 +132,25 @@ class Settings:
     """Browser origins allowed by CORS, exact (`https://app.example.com`); comma-separated
     in `TODO_CORS_ORIGINS`. Empty: no CORS headers (browsers on other origins are refused)."""
 
+    cors_allow_headers: tuple[str, ...] = ()
+    """Request headers a browser may send cross-origin, on top of the built-in list
+    (`server/edge.py` CORS_ALLOW_HEADERS: authorization, content-type, the W3C trace context
+    `traceparent`, `tracestate`, `baggage`, the B3, Sentry and Datadog tracing headers,
+    X-Requested-With, Cache-Control and the other common ones); comma-separated in
+    `TODO_CORS_ALLOW_HEADERS`. Only takes effect with `cors_origins`."""
+
     tls_cert_file: Path | None = None
     """PEM certificate chain for Envoy's listener; with `tls_key_file`, Envoy serves HTTPS
     (and gRPC over TLS) and sends Strict-Transport-Security. None: plain HTTP."""
 
     tls_key_file: Path | None = None
     """PEM private key matching `tls_cert_file`."""
+
+    dev_tls: bool | None = None
+    """Development only: Envoy's port also accepts HTTPS (HTTP/2 for browsers, which open
+    at most 6 HTTP/1.1 connections per host) with a self-signed certificate for localhost
+    made at first start in `data_dir/tls/`, beside plain HTTP/1.1 and h2c on the same port.
+    None (unset): on in development unless `tls_cert_file` is set; refused in production."""
 
     max_request_headers_kb: int = 32
     """Largest request header block Envoy accepts, in KiB (431 over it; 1 to 8192)."""
@@ -190,6 +204,11 @@ class Settings:
     def _check_edge(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ConfigError("set both TODO_TLS_CERT_FILE and TODO_TLS_KEY_FILE, or neither")
+        if self.dev_tls and (self.environment == "production" or self.tls_cert_file is not None):
+            raise ConfigError("TODO_DEV_TLS is for development without TODO_TLS_CERT_FILE")
+        for name in self.cors_allow_headers:
+            if not _HEADER_NAME.match(name):
+                raise ConfigError(f"TODO_CORS_ALLOW_HEADERS: {name!r} is not a header name")
         for origin in self.cors_origins:
             if not _ORIGIN.match(origin):
                 raise ConfigError(
@@ -211,6 +230,13 @@ class Settings:
     def tls_enabled(self) -> bool:
         """Whether Envoy's listener serves TLS."""
         return self.tls_cert_file is not None and self.tls_key_file is not None
+
+    @property
+    def dev_tls_enabled(self) -> bool:
+        """Whether Envoy also serves HTTPS with the development certificate (see `dev_tls`)."""
+        if self.dev_tls is None:
+            return self.environment == "development" and not self.tls_enabled
+        return self.dev_tls
 
     def worker_ports(self) -> list[int]:
         """The port of every server process, worker 0 first."""

@@ -1,8 +1,9 @@
 """The Envoy edge: render `envoy/envoy.yaml` from Settings and build Envoy's command line.
 
 The template is filled with `string.Template.substitute` (see the comment at its top); every
-value is inserted as JSON, which is valid YAML, so strings arrive quoted and lists as flow
-collections.
+value but one is inserted as JSON, which is valid YAML, so strings arrive quoted and lists as
+flow collections. The exception, `plaintext_chain`, is YAML naming the listener's filters by
+their alias.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from server import devcert
 from server.config import ConfigError, Settings
 
 MIB = 1024 * 1024
@@ -30,6 +32,66 @@ DOCS_CSP = (
 """The /docs page's Content-Security-Policy: Swagger UI's scripts, styles and the API from
 this origin only (its icons are data: URIs); no inline script. API routes keep
 `default-src 'none'`."""
+
+CORS_ALLOW_HEADERS = (
+    # what the API itself reads
+    "authorization",
+    "content-type",
+    "x-request-id",
+    "grpc-timeout",
+    "x-grpc-web",
+    "x-user-agent",
+    # common headers that are not CORS-safelisted (or not with every value)
+    "accept",
+    "accept-language",
+    "content-language",
+    "cache-control",
+    "pragma",
+    "if-match",
+    "if-none-match",
+    "x-requested-with",
+    # trace context from browser SDKs: W3C (OpenTelemetry, Sentry, Datadog), B3, Sentry, Datadog
+    "traceparent",
+    "tracestate",
+    "baggage",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "sentry-trace",
+    "x-datadog-trace-id",
+    "x-datadog-parent-id",
+    "x-datadog-origin",
+    "x-datadog-sampling-priority",
+)
+"""Request headers every allowed origin may send; `settings.cors_allow_headers` adds more."""
+
+CORS_EXPOSE_HEADERS = (
+    "x-request-id",
+    "retry-after",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "grpc-status",  # gRPC-web: trailers-only answers carry the status as headers
+    "grpc-message",
+    "grpc-status-details-bin",
+)
+"""Response headers JavaScript on an allowed origin may read, beyond the safelisted ones."""
+
+TLS_INSPECTOR = {
+    "name": "envoy.filters.listener.tls_inspector",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3."
+        "TlsInspector"
+    },
+}
+CORS_MAX_AGE_S = 600
+"""How long browsers may cache a preflight's answer."""
+
+PLAINTEXT_CHAIN = "{filters: *edge_filters}"
+"""The listener's default filter chain beside a TLS-only one: the same filters, no TLS."""
 
 
 def _is_ip(host: str) -> bool:
@@ -54,20 +116,33 @@ def _upstream_host(host: str) -> str:
     return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
 
 
-def _transport_socket(settings: Settings) -> dict[str, object] | None:
-    """Envoy's downstream TLS context for the configured certificate, or None (plain HTTP).
+def _certificate_files(settings: Settings) -> tuple[Path, Path] | None:
+    """The certificate and key Envoy serves: configured, the development one, or None.
 
     Raises:
-        ConfigError: a configured certificate or key file is missing.
+        ConfigError: a configured certificate or key file, or the development certificate
+            (see `write_envoy_config`), is missing.
     """
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        files = (settings.tls_cert_file, settings.tls_key_file)
+    elif settings.dev_tls_enabled:
+        dev = devcert.DevCertificate.in_folder(settings.data_dir)
+        files = (dev.cert_file, dev.key_file)
+    else:
         return None
-    for path in (settings.tls_cert_file, settings.tls_key_file):
+    for path in files:
         if not path.is_file():
             raise ConfigError(f"TLS file {path} does not exist")
+    return files
+
+
+def _transport_socket(files: tuple[Path, Path] | None) -> dict[str, object] | None:
+    """Envoy's downstream TLS context for a certificate and key, or None (plain HTTP)."""
+    if files is None:
+        return None
     certificate = {
-        "certificate_chain": {"filename": str(settings.tls_cert_file.resolve())},
-        "private_key": {"filename": str(settings.tls_key_file.resolve())},
+        "certificate_chain": {"filename": str(files[0].resolve())},
+        "private_key": {"filename": str(files[1].resolve())},
     }
     return {
         "name": "envoy.transport_sockets.tls",
@@ -81,6 +156,60 @@ def _transport_socket(settings: Settings) -> dict[str, object] | None:
             },
         },
     }
+
+
+def public_cors_headers(allow_headers: Sequence[str]) -> list[dict[str, object]]:
+    """Static CORS headers for a direct_response route serving a public document.
+
+    Envoy's cors filter skips direct responses, so such a route (docs, OpenAPI) adds these
+    itself: any origin may read it (it is public and nothing is credentialed), and a
+    preflight, answered by the same direct response, allows `allow_headers`.
+    """
+    values = {
+        "access-control-allow-origin": "*",
+        "access-control-allow-methods": "GET, OPTIONS",
+        "access-control-allow-headers": ", ".join(allow_headers),
+        "access-control-expose-headers": ", ".join(CORS_EXPOSE_HEADERS),
+        "access-control-max-age": str(CORS_MAX_AGE_S),
+    }
+    return [
+        {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        for key, value in values.items()
+    ]
+
+
+DOCUMENT_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "json": "application/json",
+    "yaml": "application/yaml",
+}
+"""Content types of the files the docs routes serve, by the `headers_<kind>` placeholder."""
+
+
+def _document_headers(allow_headers: Sequence[str]) -> dict[str, list[dict[str, object]]]:
+    """`headers_<kind>`: a docs route's response headers, its content type and public CORS."""
+    cors = public_cors_headers(allow_headers)
+    return {
+        f"headers_{kind}": [
+            {
+                "header": {"key": "content-type", "value": content_type},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            },
+            *cors,
+        ]
+        for kind, content_type in DOCUMENT_TYPES.items()
+    }
+
+
+def codec_header_limit_kb(limit_kb: int) -> int:
+    """Envoy's codec limit on a request header block: a backstop above the configured limit.
+
+    The configured limit is enforced by a filter, whose 431 carries CORS headers and the
+    request id on HTTP/1.1 and HTTP/2; past the codec's limit HTTP/2 only gets a reset.
+    """
+    return min(8192, max(60, 2 * limit_kb))
 
 
 def _global_mutations(settings: Settings) -> dict[str, object]:
@@ -139,7 +268,8 @@ def render_envoy_config(
             buffer limit (batch routes included), or oversize bodies get 500 instead of 413.
         max_response_bytes: The largest unary JSON response the transcoder will buffer.
         cors_origins: Exact browser origins allowed by CORS; empty means no CORS headers.
-            None (the default): `settings.cors_origins`.
+            None (the default): `settings.cors_origins`. The allowed request headers are
+            CORS_ALLOW_HEADERS and `settings.cors_allow_headers`.
 
     Returns:
         The Envoy configuration as YAML text.
@@ -147,7 +277,8 @@ def render_envoy_config(
     Raises:
         KeyError: The template names a placeholder this function does not fill.
         ValueError: A limit is not positive, or max_transcode_bytes < max_request_bytes.
-        ConfigError: A configured TLS file does not exist.
+        ConfigError: A configured TLS file, or the development certificate when
+            `settings.dev_tls_enabled` (`write_envoy_config` makes it), does not exist.
     """
     if not 0 < max_request_bytes <= max_transcode_bytes or max_response_bytes <= 0:
         raise ValueError(
@@ -155,6 +286,10 @@ def render_envoy_config(
         )
     envoy_dir = Path(__file__).resolve().parent.parent / "envoy"
     source = (template or envoy_dir / "envoy.yaml").read_text(encoding="utf-8")
+    origins = settings.cors_origins if cors_origins is None else cors_origins
+    allow_headers = list(dict.fromkeys([*CORS_ALLOW_HEADERS, *settings.cors_allow_headers]))
+    certificate = _certificate_files(settings)
+    beside_plain = certificate is not None and not settings.tls_enabled  # development
     upstream = _upstream_host(settings.grpc_host)
     endpoints = [
         {"endpoint": {"address": {"socket_address": {"address": upstream, "port_value": port}}}}
@@ -170,22 +305,32 @@ def render_envoy_config(
         "max_request_bytes": max_request_bytes,
         "max_transcode_bytes": max_transcode_bytes,
         "max_response_bytes": max_response_bytes,
-        "cors_allowed_origins": [
-            {"exact": origin}
-            for origin in (settings.cors_origins if cors_origins is None else cors_origins)
-        ],
-        "max_request_headers_kb": settings.max_request_headers_kb,
+        "cors_allowed_origins": [{"exact": origin} for origin in origins],
+        "cors_allow_headers": ", ".join(allow_headers),
+        "cors_expose_headers": ", ".join(CORS_EXPOSE_HEADERS),
+        "cors_max_age": str(CORS_MAX_AGE_S),
+        "codec_reply_allow_origin": "*" if origins else "",
+        "public_cors_headers": public_cors_headers(allow_headers),
+        "max_request_header_bytes": settings.max_request_headers_kb * 1024,
+        "codec_max_request_headers_kb": codec_header_limit_kb(settings.max_request_headers_kb),
         "gzip_min_bytes": settings.gzip_min_bytes,
-        "transport_socket": _transport_socket(settings),
+        "transport_socket": _transport_socket(certificate),
+        "listener_filters": [TLS_INSPECTOR] if beside_plain else [],
+        "tls_chain_match": {"transport_protocol": "tls"} if beside_plain else {},
         "global_mutations": _global_mutations(settings),
         "docs_csp": DOCS_CSP,
         **_docs_files(),
+        **_document_headers(allow_headers),
     }
-    return string.Template(source).substitute({k: json.dumps(v) for k, v in values.items()})
+    filled = {k: json.dumps(v) for k, v in values.items()}
+    filled["plaintext_chain"] = PLAINTEXT_CHAIN if beside_plain else "null"
+    return string.Template(source).substitute(filled)
 
 
 def write_envoy_config(settings: Settings) -> Path:
     """Render the Envoy configuration into `settings.data_dir / "envoy.yaml"` (atomically).
+
+    Makes the development certificate first when `settings.dev_tls_enabled` (`devcert`).
 
     Args:
         settings: As for `render_envoy_config`.
@@ -194,6 +339,8 @@ def write_envoy_config(settings: Settings) -> Path:
         The absolute path of the written file.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.dev_tls_enabled:
+        devcert.ensure(settings.data_dir)
     path = (settings.data_dir / "envoy.yaml").resolve()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(render_envoy_config(settings), encoding="utf-8")

@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 
-from server import app, edge, logs
+from server import app, devcert, edge, logs
 from server.config import Settings
 from server.db import database
 
@@ -134,6 +134,7 @@ class _Cluster:
                 f" (OpenAPI: {scheme}://{s.envoy_host}:{s.envoy_port}/openapi.json)",
                 f"gRPC:  {s.envoy_host}:{s.envoy_port} ({grpc_kind}, through Envoy)",
                 f"health: {scheme}://{s.envoy_host}:{s.envoy_port}/healthz",
+                *_browser_lines(s),
                 f"Envoy admin: http://127.0.0.1:{s.envoy_admin_port}",
             ]
         print(
@@ -148,6 +149,17 @@ class _Cluster:
             ),
             flush=True,
         )
+
+
+def _browser_lines(settings: Settings) -> list[str]:
+    """Where a browser gets HTTP/2: the same port over HTTPS, with the development cert."""
+    if not settings.dev_tls_enabled:
+        return []
+    cert = devcert.DevCertificate.in_folder(settings.data_dir).cert_file
+    return [
+        f"browsers (HTTP/2): https://localhost:{settings.envoy_port}/api/v1/... "
+        f"(development certificate {cert}; README: Using it from a web frontend)"
+    ]
 
 
 def _wait_for_port(host: str, port: int, stop: threading.Event, timeout_s: float = 60) -> None:

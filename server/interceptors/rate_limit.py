@@ -7,13 +7,20 @@ calling one process directly gets that process's share only. Over the limit, the
 is refused with RESOURCE_EXHAUSTED, a RetryInfo and `retry-after`.
 
 Transcoded REST calls (Envoy sets `x-envoy-original-path`) also get the IETF draft's
-`RateLimit-Limit` (the burst), `RateLimit-Remaining` (this process's tokens scaled to
-the whole, so an estimate) and `RateLimit-Reset` (seconds until the bucket is full) as
+`RateLimit-Limit` (the burst), `RateLimit-Remaining` and `RateLimit-Reset` (seconds until
+the bucket is full) as
 response headers: on success as initial metadata sent with the answer (or before a
 stream's first message), on the limit's own refusal with the error's trailers. They are
 not sent earlier because an error after initial metadata is no longer "trailers-only",
 and Envoy's transcoder then drops its trailers (`retry-after` among them) from the
 headers. Other errors carry no RateLimit-* headers.
+
+`RateLimit-Remaining` is `Decision.remaining`: the whole calls the answering bucket still
+admits right now, so it never promises more than that bucket gives the next call, and a
+refusal always says 0. It is never scaled up to a total over processes: a client pacing
+itself on `Remaining > 0` must not be refused. (With a user's calls spread over N
+per-process buckets it is the answering process's share; with one bucket per user it is
+exact.)
 
 Public calls (no Principal: register, login, refresh, health, reflection) pass
 untouched; the credential endpoints have their own throttle (services/throttle.py).
@@ -49,6 +56,11 @@ class Decision:
     """When refused: seconds until a token is there."""
     full_in_s: float
     """Seconds until the bucket is full again."""
+
+    @property
+    def remaining(self) -> int:
+        """Calls the bucket admits right now after this one; always 0 after a refusal."""
+        return math.floor(self.tokens) if self.allowed else 0
 
 
 class TokenBuckets:
@@ -99,10 +111,16 @@ class TokenBuckets:
 class RateLimitInterceptor(WrappingInterceptor):
     """Refuses a user's calls over their limit; innermost, after AuthInterceptor."""
 
-    def __init__(self, per_minute: int, burst: int, workers: int) -> None:
-        self._buckets = TokenBuckets(per_minute / 60 / workers, max(1.0, burst / workers))
+    def __init__(
+        self,
+        per_minute: int,
+        burst: int,
+        workers: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._buckets = TokenBuckets(per_minute / 60 / workers, max(1.0, burst / workers), clock)
         self._burst = burst
-        self._workers = workers
 
     async def around_unary(
         self,
@@ -151,7 +169,7 @@ class RateLimitInterceptor(WrappingInterceptor):
         return headers
 
     def _headers(self, decision: Decision) -> tuple[tuple[str, str], ...]:
-        remaining = min(self._burst, math.floor(decision.tokens * self._workers))
+        remaining = min(self._burst, decision.remaining)
         return (
             ("ratelimit-limit", str(self._burst)),
             ("ratelimit-remaining", str(remaining)),

@@ -99,5 +99,5 @@ def from_envoy_config(text: str) -> EdgeFacts:
 
 
 def load() -> EdgeFacts:
-    """The facts of the checked-in Envoy template, rendered with default Settings."""
-    return from_envoy_config(edge.render_envoy_config(Settings()))
+    """The facts of the checked-in Envoy template, rendered with default Settings (no TLS)."""
+    return from_envoy_config(edge.render_envoy_config(Settings(dev_tls=False)))

@@ -25,9 +25,10 @@ import contextlib
 import dataclasses
 import http.server
 import threading
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -127,15 +128,48 @@ async def chromium() -> AsyncIterator[Browser]:
 
 
 @contextlib.asynccontextmanager
-async def open_page(chromium: Browser, origin: Origin) -> AsyncIterator[Page]:
-    """A fresh browser context with one page loaded from `origin`."""
-    context = await chromium.new_context()
+async def open_page(
+    chromium: Browser, origin: Origin, *, ignore_https_errors: bool = False
+) -> AsyncIterator[Page]:
+    """A fresh browser context (own cache and connections) with one page loaded from `origin`.
+
+    `ignore_https_errors`: accept a certificate the browser does not trust, such as the
+    development certificate `make run` serves HTTPS (HTTP/2) with.
+    """
+    context = await chromium.new_context(ignore_https_errors=ignore_https_errors)
     try:
         page = await context.new_page()
         await page.goto(origin.url + "/")
         yield page
     finally:
         await context.close()
+
+
+SPA_CLIENT = Path(__file__).with_name("spa_client.js")
+"""The single-page app's API client (`window.api`): fetch, NDJSON, watch streams."""
+
+
+@contextlib.asynccontextmanager
+async def open_spa(
+    chromium: Browser, origin: Origin, base: str, *, https: bool = False
+) -> AsyncIterator[Page]:
+    """A page on `origin` with SPA_CLIENT loaded, calling the API at `base`.
+
+    `https`: the API is served with a certificate the browser does not trust (the
+    development one).
+    """
+    async with open_page(chromium, origin, ignore_https_errors=https) as page:
+        await page.add_script_tag(path=str(SPA_CLIENT))
+        await page.evaluate("(base) => { api.base = base; }", base)
+        yield page
+
+
+async def sign_up(page: Page) -> dict[str, object]:
+    """Register and log in a new user from the SPA page; later calls carry the token."""
+    email = f"spa-{uuid.uuid4().hex[:12]}@example.com"
+    result: dict[str, Any] = await page.evaluate("(e) => api.signUp(e)", email)
+    assert result["login"]["status"] == 200, result
+    return result
 
 
 def artifact_dir() -> Path:
@@ -147,6 +181,7 @@ def artifact_dir() -> Path:
 
 __all__ = [
     "CHROMIUM",
+    "SPA_CLIENT",
     "Origin",
     "app_origin",
     "artifact_dir",
@@ -154,5 +189,7 @@ __all__ = [
     "chromium_missing",
     "foreign_origin",
     "open_page",
+    "open_spa",
     "serve_blank_page",
+    "sign_up",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,7 +23,7 @@ import grpc
 import httpx
 import pytest
 
-from tests.e2e import browser
+from tests.e2e import browser, edge_only
 from tests.e2e.browser import Origin
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,10 +33,13 @@ chromium = browser.chromium
 app_origin = browser.app_origin
 foreign_origin = browser.foreign_origin
 
+
 PREVIOUS_JWT_SECRET = "the-key-before-the-last-rotation-0123456789"
 """The main stack accepts tokens signed with this key too (by their kid)."""
 ALLOWED_ORIGIN = "https://app.example.com"
-"""The one CORS origin the main stack allows."""
+"""The one CORS origin the main stack allows (besides the browser tests' app origin)."""
+EXTRA_CORS_HEADER = "x-tenant"
+"""A request header the main stack allows by TODO_CORS_ALLOW_HEADERS (not a built-in one)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,12 +56,14 @@ def _free(port: int) -> bool:
 
 
 def _free_ports(count: int) -> int:
-    """A base port with `count` consecutive free ports after it."""
+    """A base port with `count` consecutive free ports after it.
+
+    Drawn below Linux's ephemeral range (32768-60999): a port picked there can be taken by
+    any outgoing connection on this busy machine before the stack binds it.
+    """
     for _ in range(200):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = sock.getsockname()[1]
-        if base + count < 65000 and all(_free(base + i) for i in range(count)):
+        base = random.randrange(20000, 32000 - count)
+        if all(_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no free ports")
 
@@ -126,6 +132,7 @@ def stack(
         "TODO_WATCH_HEARTBEAT_S": "1",
         "TODO_JWT_PREVIOUS_SECRET": PREVIOUS_JWT_SECRET,
         "TODO_CORS_ORIGINS": f"{ALLOWED_ORIGIN},{app_origin.url}",
+        "TODO_CORS_ALLOW_HEADERS": EXTRA_CORS_HEADER,
         # Every test here comes from one address: limits far above what the suite does.
         # tests/e2e/test_hardened_edge.py starts a second stack with tiny limits and TLS.
         "TODO_USER_RATE_LIMIT": "1000000",
@@ -206,3 +213,11 @@ def channel(stack: Stack) -> Iterator[grpc.Channel]:
 def direct_channel(stack: Stack) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(stack.worker_targets[0]) as ch:
         yield ch
+
+
+@pytest.fixture(scope="session")
+def lone_edge(tmp_path_factory: pytest.TempPathFactory, app_origin: Origin) -> Iterator[str]:
+    """Envoy with no server process behind it (tests/e2e/edge_only.py); yields its URL."""
+    data = tmp_path_factory.mktemp("lone-edge")
+    with edge_only.running_edge(data, _free_ports(3), (ALLOWED_ORIGIN, app_origin.url)) as url:
+        yield url

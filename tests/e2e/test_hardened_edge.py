@@ -23,8 +23,10 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from playwright.async_api import Browser
 from todo.v1 import auth_pb2, auth_pb2_grpc, user_pb2, user_pb2_grpc
 
+from tests.e2e.browser import Origin, open_page
 from tests.e2e.conftest import WORKERS, running_stack
 from tests.e2e.helpers import ERROR_INFO, assert_error
 
@@ -60,12 +62,15 @@ def _certificate(folder: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def hardened(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hardened]:
+def hardened(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, app_origin: Origin
+) -> Iterator[Hardened]:
     data = tmp_path_factory.mktemp("hardened")
     cert, key = _certificate(data)
     env = {
         "TODO_TLS_CERT_FILE": str(cert),
         "TODO_TLS_KEY_FILE": str(key),
+        "TODO_CORS_ORIGINS": app_origin.url,
         "TODO_USER_RATE_LIMIT": "120",
         "TODO_USER_RATE_BURST": "4",
         "TODO_THROTTLE_PERIOD_S": "4",
@@ -246,3 +251,45 @@ def test_a_throttled_password_change_changes_nothing(hardened: Hardened) -> None
     with hardened.client("127.0.0.28") as elsewhere:
         assert _login(elsewhere, email).status_code == 200  # the password did not change
         assert_error(_login(elsewhere, email, "taken over 123"), 401, 16)
+
+
+SPA_OVER_TLS = """async (base) => {
+  const call = async (method, path, init = {}) => {
+    const r = await fetch(base + path, {method, mode: "cors", ...init});
+    return {status: r.status, json: await r.json().catch(() => null),
+            headers: Object.fromEntries(r.headers.entries())};
+  };
+  const email = `spa-${crypto.randomUUID().slice(0, 12)}@example.com`;
+  const password = "correct horse battery";
+  const json = {"content-type": "application/json"};
+  const register = await call("POST", "/api/v1/auth/register",
+                              {headers: json, body: JSON.stringify({email, password, name: "S"})});
+  const login = await call("POST", "/api/v1/auth/login",
+                           {headers: json, body: JSON.stringify({email, password})});
+  const auth = {authorization: "Bearer " + login.json.access_token};
+  const calls = [];
+  for (let i = 0; i < 8; i++) calls.push(await call("GET", "/api/v1/users/me", {headers: auth}));
+  const notFound = await call("GET", "/nope");
+  return {register, login, calls, notFound};
+}"""
+
+
+async def test_an_spa_over_production_tls_reads_every_answer_and_429(
+    hardened: Hardened, chromium: Browser, app_origin: Origin
+) -> None:
+    """Production-like TLS (h2): the same SPA calls work, and the per-user limit's 429 is honest."""
+    base = hardened.url.replace("127.0.0.1", "localhost")
+    async with open_page(chromium, app_origin, ignore_https_errors=True) as page:
+        out = await page.evaluate(SPA_OVER_TLS, base)
+    assert (out["register"]["status"], out["login"]["status"]) == (201, 200), out
+    statuses = [c["status"] for c in out["calls"]]
+    assert 200 in statuses and 429 in statuses, statuses
+    for answer in out["calls"]:
+        headers = answer["headers"]
+        assert headers["x-request-id"] and headers["ratelimit-limit"] == "4"
+        remaining = int(headers["ratelimit-remaining"])
+        if answer["status"] == 429:
+            assert remaining == 0, headers  # never "1" on a refusal
+            assert int(headers["retry-after"]) >= 1
+            assert answer["json"]["details"][0]["reason"] == "RATE_LIMITED"
+    assert out["notFound"]["status"] == 404 and out["notFound"]["headers"]["x-request-id"]

@@ -56,6 +56,10 @@ def test_reflection_is_off_in_production_unless_enabled() -> None:
         {"TODO_USER_RATE_BURST": "0"},
         {"TODO_MAX_REQUEST_HEADERS_KB": "0"},
         {"TODO_REFLECTION": "maybe"},
+        {"TODO_CORS_ALLOW_HEADERS": "x-ok, bad header"},
+        {"TODO_CORS_ALLOW_HEADERS": "x-tenant:1"},
+        {"TODO_DEV_TLS": "true", "TODO_ENV": "production", "TODO_JWT_SECRET": "s" * 40},
+        {"TODO_DEV_TLS": "true", "TODO_TLS_CERT_FILE": "/c.pem", "TODO_TLS_KEY_FILE": "/k.pem"},
     ],
 )
 def test_bad_values_are_refused(env: dict[str, str]) -> None:
@@ -66,3 +70,14 @@ def test_bad_values_are_refused(env: dict[str, str]) -> None:
 def test_the_previous_key_must_differ() -> None:
     with pytest.raises(ConfigError):
         Settings(jwt_secret="k" * 40, jwt_previous_secret="k" * 40)
+
+
+def test_extra_cors_headers_and_development_tls() -> None:
+    settings = Settings.from_env({"TODO_CORS_ALLOW_HEADERS": "X-Tenant, x-client-version,"})
+    assert settings.cors_allow_headers == ("X-Tenant", "x-client-version")
+    assert settings.dev_tls_enabled  # development without a certificate: on by default
+    assert not Settings(dev_tls=False).dev_tls_enabled
+    production = Settings(environment="production", jwt_secret="s" * 40)
+    assert not production.dev_tls_enabled
+    tls = Settings(tls_cert_file=Path("/c.pem"), tls_key_file=Path("/k.pem"))
+    assert not tls.dev_tls_enabled  # a real certificate replaces it

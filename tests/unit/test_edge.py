@@ -1,28 +1,89 @@
-"""The rendered Envoy configuration: TLS, HSTS, CORS, header limit, gzip."""
+"""The rendered Envoy configuration: TLS, HSTS, CORS, header limit, gzip, development TLS."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 from pathlib import Path
+from typing import cast
 
 import pytest
+from cryptography import x509
 
-from server import edge
+from server import devcert, edge
 from server.config import ConfigError, Settings
 
 
 def _render(**overrides: object) -> str:
+    overrides.setdefault("dev_tls", False)
     return edge.render_envoy_config(Settings(**overrides))  # type: ignore[arg-type]
 
 
-def test_plain_http_by_default() -> None:
+def test_plain_http_without_development_tls() -> None:
     config = _render()
     assert "transport_socket: null" in config
+    assert "listener_filters: []" in config and "default_filter_chain: null" in config
     assert "strict-transport-security" not in config
     assert "allow_origin_string_match: []" in config
-    assert "max_request_headers_kb: 32" in config
+    assert "local LIMIT = 32768" in config  # the header_limit filter: 32 KiB
+    assert "max_request_headers_kb: 64" in config  # the codec's backstop above it
     assert "min_content_length: 1024" in config
+
+
+def test_cors_allows_trace_headers_and_settings_add_more() -> None:
+    config = _render(cors_allow_headers=("X-Tenant", "traceparent"))
+    allowed = config.split("allow_headers: ")[1].split("\n")[0]
+    names = json.loads(allowed).split(", ")
+    for name in ("authorization", "traceparent", "tracestate", "baggage", "x-requested-with"):
+        assert name in names
+    assert "cache-control" in names and "sentry-trace" in names
+    assert names[-1] == "X-Tenant" and names.count("traceparent") == 1
+    exposed = json.loads(config.split("expose_headers: ")[1].split("\n")[0]).split(", ")
+    for name in ("x-request-id", "retry-after", "ratelimit-remaining", "grpc-status"):
+        assert name in exposed
+
+
+def test_codec_replies_are_readable_only_when_some_origin_is_allowed() -> None:
+    assert 'access-control-allow-origin, value: ""' in _render()
+    with_origin = _render(cors_origins=("https://app.example.com",))
+    assert 'access-control-allow-origin, value: "*"' in with_origin
+
+
+@pytest.mark.parametrize(("limit", "backstop"), [(1, 60), (32, 64), (100, 200), (8192, 8192)])
+def test_codec_header_limit_is_a_backstop_above_the_filter(limit: int, backstop: int) -> None:
+    assert edge.codec_header_limit_kb(limit) == backstop
+
+
+def test_development_tls_beside_plain_http_on_one_port(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert settings.dev_tls_enabled  # development, no certificate configured
+    with pytest.raises(ConfigError):
+        edge.render_envoy_config(settings)  # write_envoy_config makes the certificate first
+    path = edge.write_envoy_config(settings)
+    config = path.read_text()
+    cert = devcert.DevCertificate.in_folder(tmp_path)
+    assert str(cert.cert_file) in config and str(cert.key_file) in config
+    assert "envoy.filters.listener.tls_inspector" in config
+    assert 'filter_chain_match: {"transport_protocol": "tls"}' in config
+    assert "default_filter_chain: {filters: *edge_filters}" in config
+    assert "strict-transport-security" not in config  # no HSTS for localhost
+
+
+def test_development_certificate_is_made_once_and_renewed(tmp_path: Path) -> None:
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    first = devcert.ensure(tmp_path, now=now)
+    pem = first.cert_file.read_bytes()
+    cert = x509.load_pem_x509_certificate(pem)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert {str(a) for a in names.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "::1"}
+    assert first.key_file.stat().st_mode & 0o777 == 0o600
+    assert devcert.ensure(tmp_path, now=now + dt.timedelta(days=300)).cert_file.read_bytes() == pem
+    renewed = devcert.ensure(tmp_path, now=now + dt.timedelta(days=340))  # under 30 days left
+    assert renewed.cert_file.read_bytes() != pem
+    first.cert_file.write_text("garbage")
+    assert b"BEGIN CERTIFICATE" in devcert.ensure(tmp_path, now=now).cert_file.read_bytes()
 
 
 def test_cors_origins_come_from_settings() -> None:
@@ -45,10 +106,13 @@ def test_missing_tls_files_are_a_config_error(tmp_path: Path) -> None:
         _render(tls_cert_file=tmp_path / "nope.pem", tls_key_file=tmp_path / "nope.key")
 
 
-@pytest.mark.parametrize("tls", [False, True])
-def test_envoy_accepts_the_configuration(tmp_path: Path, tls: bool) -> None:
+@pytest.mark.parametrize("tls", ["plain", "tls", "development"])
+def test_envoy_accepts_the_configuration(tmp_path: Path, tls: str) -> None:
     overrides: dict[str, object] = {"cors_origins": ("https://app.example.com",)}
-    if tls:
+    if tls == "development":
+        overrides |= {"data_dir": tmp_path, "dev_tls": True}
+        devcert.ensure(tmp_path)
+    if tls == "tls":
         cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
         command = [
             *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
@@ -63,5 +127,34 @@ def test_envoy_accepts_the_configuration(tmp_path: Path, tls: bool) -> None:
         capture_output=True,
         text=True,
         cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_public_documents_carry_their_own_cors_headers(tmp_path: Path) -> None:
+    """A direct_response route (skipped by the cors filter) with ${public_cors_headers}."""
+    route = (
+        "              - match: {path: /public.json}\n"
+        '                direct_response: {status: 200, body: {inline_string: "{}"}}\n'
+        "                response_headers_to_add: ${public_cors_headers}\n"
+    )
+    source = (Path(edge.__file__).parent.parent / "envoy" / "envoy.yaml").read_text()
+    anchor = "              - match: {prefix: /}\n"
+    template = tmp_path / "template.yaml"
+    template.write_text(source.replace(anchor, route + anchor))
+    settings = Settings(dev_tls=False, cors_allow_headers=("x-tenant",))
+    config = edge.render_envoy_config(settings, template=template)
+    options = [cast(dict[str, str], h["header"]) for h in edge.public_cors_headers(["a"])]
+    headers = {o["key"]: o["value"] for o in options}
+    assert headers["access-control-allow-origin"] == "*"
+    assert "x-request-id" in headers["access-control-expose-headers"]
+    public = config.split("/public.json")[1].split("- match")[0]
+    assert "traceparent" in public and "x-tenant" in public  # the same list as the policy
+    path = tmp_path / "envoy.yaml"
+    path.write_text(config)
+    result = subprocess.run(
+        [edge.envoy_binary(), "--mode", "validate", "-c", str(path), "--log-level", "error"],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr

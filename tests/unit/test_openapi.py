@@ -288,13 +288,13 @@ def test_error_statuses_come_from_the_comments_plus_the_edge() -> None:
 
 
 def test_edge_facts_come_from_the_rendered_config() -> None:
-    edge = facts.from_envoy_config(render_envoy_config(Settings()))
+    edge = facts.from_envoy_config(render_envoy_config(Settings(dev_tls=False)))
     assert edge.status_for("/todo.v1.TaskService/CreateTask") == 201
     assert edge.status_for("/todo.v1.TaskService/DeleteTask") == 204
     assert edge.status_for("/todo.v1.TaskService/GetTask") == 200
     assert edge.body_limit("/api/v1/users/me/tasks") == 1024 * 1024
     assert edge.body_limit("/api/v1/users/me/tasks:batchDelete") == 8 * 1024 * 1024
-    smaller = render_envoy_config(Settings(), max_request_bytes=1000)
+    smaller = render_envoy_config(Settings(dev_tls=False), max_request_bytes=1000)
     assert facts.from_envoy_config(smaller).body_limit("/api/v1/users/me") == 1000
 
 

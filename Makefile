@@ -14,16 +14,20 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
 PROTOS := $(wildcard protos/todo/v1/*.proto)
 
 .PHONY: help venv run test test-unit test-integration test-e2e generate check-generated lint \
-        buf-lint migrate bench bench-streams bench-scale clean system-deps check-openapi fuzz client-ts
+        buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale clean system-deps \
+        lock lock-upgrade deploy-lint image test-install \
+        check-openapi fuzz client-ts
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	@echo "==> creating $(VENV) and installing dependencies (first run: about a minute)"
+$(STAMP): pyproject.toml requirements/dev.lock
+	@echo "==> creating $(VENV) and installing the locked dependencies (first run: about a minute)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e '.[dev]'
+	@$(PY) -m pip install --quiet --require-hashes -r requirements/dev.lock
+	@$(PY) -m pip install --quiet --no-deps -e .
+	@$(PY) .ci/check-lock
 	@touch $@
 
 venv: $(STAMP)  ## Create the virtualenv with every dependency
@@ -39,19 +43,19 @@ third_party/googleapis/google/api: $(STAMP)
 	@SP=$$($(PY) -c "import site;print(site.getsitepackages()[0])"); \
 	mkdir -p third_party/googleapis/google && for d in api rpc; do ln -sfn "$$SP/google/$$d" third_party/googleapis/google/$$d; done
 
-generate: $(STAMP)  ## Regenerate generated/, envoy/todo.binpb and server/docs/openapi.* from protos/
+generate: $(STAMP)  ## Regenerate generated/, server/envoy/todo.binpb and server/docs/openapi.* from protos/
 	@echo "==> generating Python stubs, the Envoy descriptor set and the OpenAPI document"
 	@SP=$$($(PY) -c "import site;print(site.getsitepackages()[0])"); \
 	rm -rf generated/todo && mkdir -p generated && \
 	$(PY) -m grpc_tools.protoc -I protos -I "$$SP" --python_out=generated --pyi_out=generated \
 	  --grpc_python_out=generated $(PROTOS) && \
 	$(PY) -m grpc_tools.protoc -I protos -I "$$SP" --include_imports --include_source_info \
-	  --descriptor_set_out=envoy/todo.binpb $(PROTOS) google/rpc/status.proto google/rpc/error_details.proto && \
+	  --descriptor_set_out=server/envoy/todo.binpb $(PROTOS) google/rpc/status.proto google/rpc/error_details.proto && \
 	$(PY) -m server.openapi server/docs
 
-check-generated: generate  ## Fail if generated/, envoy/todo.binpb or server/docs/openapi.* differ from protos/
-	@git diff --exit-code --stat -- generated envoy/todo.binpb server/docs/openapi.json server/docs/openapi.yaml && \
-	test -z "$$(git status --porcelain -- generated envoy/todo.binpb server/docs/openapi.json server/docs/openapi.yaml)" || \
+check-generated: generate  ## Fail if generated/, server/envoy/todo.binpb or server/docs/openapi.* differ from protos/
+	@git diff --exit-code --stat -- generated server/envoy/todo.binpb server/docs/openapi.json server/docs/openapi.yaml && \
+	test -z "$$(git status --porcelain -- generated server/envoy/todo.binpb server/docs/openapi.json server/docs/openapi.yaml)" || \
 	  { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
 
 check-openapi: $(STAMP)  ## Validate server/docs/openapi.{json,yaml} with openapi-spec-validator (OpenAPI 3.1)
@@ -60,16 +64,25 @@ check-openapi: $(STAMP)  ## Validate server/docs/openapi.{json,yaml} with openap
 buf-lint: $(BUF) third_party/googleapis/google/api  ## buf lint the protos
 	@$(BUF) lint
 
+buf-breaking: $(BUF) third_party/googleapis/google/api  ## Fail if protos/ break wire, JSON or source compatibility with protos/baseline.binpb
+	@$(BUF) build --exclude-source-info -o $(TOOLS)/current.binpb && \
+	$(BUF) breaking $(TOOLS)/current.binpb --against protos/baseline.binpb || \
+	  { echo "protos/ break compatibility with protos/baseline.binpb (if on purpose: make buf-baseline, commit)"; exit 1; }
+
+buf-baseline: $(BUF) third_party/googleapis/google/api  ## Accept today's protos as the compatibility baseline (on purpose; commit it)
+	@$(BUF) build --exclude-source-info --path protos/todo -o protos/baseline.binpb && \
+	echo "protos/baseline.binpb updated: commit it with the change that needed it"
+
 lint: $(STAMP) buf-lint  ## ruff, mypy (--strict on server/, relaxed on tests/ and bench/), buf lint
-	@$(VENV)/bin/ruff check server tests migrations bench
-	@$(VENV)/bin/ruff format --check server tests migrations bench
+	@$(VENV)/bin/ruff check server tests bench
+	@$(VENV)/bin/ruff format --check server tests bench
 	@$(VENV)/bin/mypy server
 	@$(VENV)/bin/mypy tests
 	@cd bench && MYPYPATH=$(CURDIR):$(CURDIR)/generated ../$(VENV)/bin/mypy --config-file ../pyproject.toml \
-	  stack.py throughput.py streams.py data_scale.py
+	  stack.py throughput.py streams.py data_scale.py text_safety.py
 
 migrate: $(STAMP)  ## Apply the migrations to DATABASE_URL (or the embedded PostgreSQL)
-	@$(PY) -m server.db.migrate
+	@$(PY) -m server migrate
 
 run: $(STAMP)  ## Start PostgreSQL (embedded unless DATABASE_URL), the server processes and Envoy
 	@$(PY) -m server
@@ -103,6 +116,31 @@ bench-streams: $(STAMP)  ## Watch capacity and latency, streaming, batchCreate (
 
 bench-scale: $(STAMP)  ## Query latency with 5M tasks, 1M of them one user's (about 15 min)
 	@$(PY) bench/data_scale.py
+
+LOCK := $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -q
+
+$(VENV)/bin/uv:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet "$$(grep -o 'uv==[0-9.]*' pyproject.toml)"
+
+lock: $(VENV)/bin/uv  ## Re-resolve requirements/*.lock after a pin in pyproject.toml changed (keeps the rest)
+	@$(LOCK) -o requirements/prod.lock
+	@$(LOCK) --extra dev -o requirements/dev.lock
+	@echo "==> requirements/prod.lock and requirements/dev.lock updated: review and commit them"
+
+lock-upgrade: $(VENV)/bin/uv  ## Re-resolve the locks to the newest versions the pins allow
+	@$(LOCK) --upgrade -o requirements/prod.lock
+	@$(LOCK) --upgrade --extra dev -o requirements/dev.lock
+
+deploy-lint: $(STAMP)  ## hadolint the Dockerfile, validate docker-compose.yml (CI)
+	@$(VENV)/bin/hadolint Dockerfile
+	@deploy/check-compose
+
+image: $(STAMP)  ## Build the image with buildah (base made by debootstrap, no registry needed)
+	@deploy/build-image
+
+test-install: $(STAMP)  ## pip install . (no extras) into a fresh venv; migrate and serve from elsewhere
+	@TODO_TEST_INSTALL=1 $(PY) -m pytest -q tests/e2e/test_installed_wheel.py
 
 clean:  ## Remove the virtualenv, tools and caches (keeps .data/)
 	rm -rf $(VENV) $(TOOLS) third_party .pytest_cache .mypy_cache .ruff_cache

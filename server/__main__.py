@@ -1,7 +1,8 @@
-"""`python -m server`: read the settings, then run everything."""
+"""`python -m server [COMMAND]`: the command line in `server/cli/main.py`; `serve` by default."""
 
-from server import supervisor
-from server.config import Settings
+import sys
+
+from server.cli import main
 
 if __name__ == "__main__":
-    supervisor.run(Settings.from_env())
+    sys.exit(main.main())

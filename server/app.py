@@ -5,7 +5,9 @@ Interceptor order, outermost first:
 1. AccessLogInterceptor: one line per call, whatever happened inside;
 2. ErrorInterceptor: DomainError -> status with details, anything else -> INTERNAL;
 3. AuthInterceptor: verifies the bearer token, binds the Principal;
-4. RateLimitInterceptor: the caller's per-user request limit (when configured).
+4. RateLimitInterceptor: the caller's per-user request limit (when configured);
+5. TextSafetyInterceptor: refuses NUL and other control characters in any
+   string of the request (after auth, so anonymous callers learn nothing more).
 
 So an authentication failure or a refused call is mapped by (2) and logged by (1).
 """
@@ -48,6 +50,7 @@ from server.interceptors.access_log import AccessLogInterceptor
 from server.interceptors.auth import AuthInterceptor
 from server.interceptors.errors import ErrorInterceptor
 from server.interceptors.rate_limit import RateLimitInterceptor
+from server.interceptors.text_safety import TextSafetyInterceptor
 from server.servicers.auth_servicer import AuthServicer
 from server.servicers.task_servicer import TaskServicer
 from server.servicers.user_servicer import UserServicer
@@ -128,6 +131,7 @@ def _interceptors(
                 settings.user_rate_limit, settings.user_rate_burst, settings.workers
             )
         )
+    interceptors.append(TextSafetyInterceptor())
     return interceptors
 
 

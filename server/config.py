@@ -17,6 +17,7 @@ from typing import Literal
 
 PLACEHOLDER_SECRET = "dev-only-secret-change-me-0123456789abcdef"
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+_UPSTREAM = re.compile(r"^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an RFC 9110 token
 Environment = Literal["development", "production"]
 
@@ -38,6 +39,11 @@ class Settings:
     data_dir: Path = Path(".data")
     """Folder for the embedded PostgreSQL's data and the rendered Envoy config."""
 
+    migrate_on_start: bool = True
+    """Whether `serve` applies the migrations before starting. False (several replicas with a
+    one-shot `migrate` job, as in docker-compose.yml): `serve` refuses to start unless the
+    database is already at the latest revision."""
+
     grpc_host: str = "127.0.0.1"
     """Address the server processes bind to."""
 
@@ -58,6 +64,12 @@ class Settings:
 
     envoy_admin_port: int = 9901
     """Port of Envoy's admin interface, always bound to 127.0.0.1."""
+
+    envoy_upstreams: tuple[str, ...] = ()
+    """`host:port` of each server process Envoy sends calls to, comma-separated in
+    `TODO_ENVOY_UPSTREAMS`. A host name is resolved by DNS and every address it returns is
+    an endpoint (`todo:50051` reaches every replica of a compose service). Empty: the
+    processes `serve` starts (`grpc_host` with each of `worker_ports()`)."""
 
     jwt_secret: str = PLACEHOLDER_SECRET
     """HS256 key that signs new tokens, at least 32 characters."""
@@ -159,14 +171,20 @@ class Settings:
     """REST JSON responses at least this large are gzip-compressed for clients that
     send `Accept-Encoding: gzip` (auth responses never are)."""
 
-    def __post_init__(self) -> None:
+    require_secrets: dataclasses.InitVar[bool] = True
+    """Whether to refuse the placeholder JWT secret in production (at construction only, not
+    a field). Commands that never sign or verify a token (`migrate`, `backup`, `edge`, ...)
+    pass False, so a migration job or the Envoy container needs no signing key."""
+
+    def __post_init__(self, require_secrets: bool) -> None:
         if self.environment not in ("development", "production"):
             raise ConfigError(
                 f"TODO_ENV must be development or production, not {self.environment!r}"
             )
         if len(self.jwt_secret) < 32:
             raise ConfigError("TODO_JWT_SECRET must be at least 32 characters")
-        if self.environment == "production" and self.jwt_secret == PLACEHOLDER_SECRET:
+        placeholder = self.jwt_secret == PLACEHOLDER_SECRET
+        if require_secrets and self.environment == "production" and placeholder:
             raise ConfigError("TODO_JWT_SECRET must be set to a real secret in production")
         if not 4 <= self.bcrypt_rounds <= 31:
             raise ConfigError("TODO_BCRYPT_ROUNDS must be between 4 and 31")
@@ -214,6 +232,9 @@ class Settings:
                 raise ConfigError(
                     f"TODO_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com"
                 )
+        for upstream in self.envoy_upstreams:
+            if not _UPSTREAM.match(upstream):
+                raise ConfigError(f"TODO_ENVOY_UPSTREAMS: {upstream!r} is not host:port")
         if not 1 <= self.max_request_headers_kb <= 8192:
             raise ConfigError("TODO_MAX_REQUEST_HEADERS_KB must be between 1 and 8192")
         if self.gzip_min_bytes < 0:
@@ -243,17 +264,38 @@ class Settings:
         return [self.grpc_port + i for i in range(self.workers)]
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from environment variables (see the README's table)."""
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, require_secrets: bool = True
+    ) -> Settings:
+        """Build settings from environment variables (see the README's table).
+
+        Any variable may instead name a file holding its value in `<NAME>_FILE`
+        (`TODO_JWT_SECRET_FILE=/run/secrets/jwt_secret`), so secrets can come from mounted
+        files rather than the environment; surrounding whitespace is stripped. Setting both
+        is an error. `require_secrets`: as the init-only field of that name.
+        """
         env = os.environ if env is None else env
         values: dict[str, object] = {}
         for field in dataclasses.fields(cls):
             name = "DATABASE_URL" if field.name == "database_url" else _env_name(field.name)
-            raw = env.get(name)
+            raw = _read(env, name)
             if raw is None or raw == "":
                 continue
             values[field.name] = _parse(name, raw, field.type)
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values, require_secrets=require_secrets)  # type: ignore[arg-type]
+
+
+def _read(env: Mapping[str, str], name: str) -> str | None:
+    """The value of `name`, or the contents of the file `<name>_FILE` names."""
+    value, file_name = env.get(name), env.get(f"{name}_FILE")
+    if not file_name:
+        return value
+    if value:
+        raise ConfigError(f"set {name} or {name}_FILE, not both")
+    try:
+        return Path(file_name).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"{name}_FILE: cannot read {file_name}: {error.strerror}") from None
 
 
 def _env_name(field_name: str) -> str:

@@ -1,4 +1,4 @@
-"""The Envoy edge: render `envoy/envoy.yaml` from Settings and build Envoy's command line.
+"""The Envoy edge: render `server/envoy/envoy.yaml` from Settings and build Envoy's command line.
 
 The template is filled with `string.Template.substitute` (see the comment at its top); every
 value but one is inserted as JSON, which is valid YAML, so strings arrive quoted and lists as
@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from server import devcert
+from server import devcert, resources
 from server.config import ConfigError, Settings
 
 MIB = 1024 * 1024
@@ -114,6 +114,22 @@ def _listen_ip(host: str) -> str:
 def _upstream_host(host: str) -> str:
     """An address Envoy can connect to: a wildcard bind address becomes loopback."""
     return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
+def upstream_addresses(settings: Settings) -> list[tuple[str, int]]:
+    """The (host, port) of every server process Envoy balances across.
+
+    `settings.envoy_upstreams` when set (`todo:50051`: a DNS name, every address of which
+    is an endpoint); else the processes `serve` starts on this host.
+    """
+    if not settings.envoy_upstreams:
+        host = _upstream_host(settings.grpc_host)
+        return [(host, port) for port in settings.worker_ports()]
+    addresses = []
+    for upstream in settings.envoy_upstreams:
+        host, _, port = upstream.rpartition(":")
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
 
 
 def _certificate_files(settings: Settings) -> tuple[Path, Path] | None:
@@ -261,8 +277,8 @@ def render_envoy_config(
 
     Args:
         settings: Supplies the listen address and port, the admin port, the upstreams
-            (`grpc_host` with each of `worker_ports()`), TLS, the header limit and gzip.
-        template: The template to fill; `envoy/envoy.yaml` of this repository by default.
+            (see `upstream_addresses`), TLS, the header limit and gzip.
+        template: The template to fill; the packaged `server/envoy/envoy.yaml` by default.
         max_request_bytes: REST request bodies above this size get 413.
         max_transcode_bytes: The transcoder's own request limit; must be at least every
             buffer limit (batch routes included), or oversize bodies get 500 instead of 413.
@@ -284,23 +300,24 @@ def render_envoy_config(
         raise ValueError(
             "need 0 < max_request_bytes <= max_transcode_bytes, max_response_bytes > 0"
         )
-    envoy_dir = Path(__file__).resolve().parent.parent / "envoy"
-    source = (template or envoy_dir / "envoy.yaml").read_text(encoding="utf-8")
+    source = (template or resources.envoy_template()).read_text(encoding="utf-8")
     origins = settings.cors_origins if cors_origins is None else cors_origins
     allow_headers = list(dict.fromkeys([*CORS_ALLOW_HEADERS, *settings.cors_allow_headers]))
     certificate = _certificate_files(settings)
     beside_plain = certificate is not None and not settings.tls_enabled  # development
-    upstream = _upstream_host(settings.grpc_host)
+    upstreams = upstream_addresses(settings)
     endpoints = [
-        {"endpoint": {"address": {"socket_address": {"address": upstream, "port_value": port}}}}
-        for port in settings.worker_ports()
+        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+        for host, port in upstreams
     ]
     values: dict[str, object] = {
         "listen_address": _listen_ip(settings.envoy_host),
         "listen_port": settings.envoy_port,
         "admin_port": settings.envoy_admin_port,
-        "descriptor_path": str((envoy_dir / "todo.binpb").resolve()),
-        "upstream_cluster_type": "STATIC" if _is_ip(upstream) else "STRICT_DNS",
+        "descriptor_path": str(resources.descriptor_set().resolve()),
+        "upstream_cluster_type": (
+            "STATIC" if all(_is_ip(host) for host, _ in upstreams) else "STRICT_DNS"
+        ),
         "upstream_endpoints": endpoints,
         "max_request_bytes": max_request_bytes,
         "max_transcode_bytes": max_transcode_bytes,

@@ -45,8 +45,8 @@ def run(settings: Settings) -> None:
         signal.signal(sig, lambda *_: stop.set())
     _progress("starting PostgreSQL" if settings.database_url is None else "using DATABASE_URL")
     with database.open_database(settings) as url:
-        _progress("applying migrations")
-        database.run_migrations(url)
+        _progress("applying migrations" if settings.migrate_on_start else "checking the schema")
+        database.prepare_schema(url, migrate=settings.migrate_on_start)
         settings = dataclasses.replace(settings, database_url=url)
         _Cluster(settings, stop).run()
 

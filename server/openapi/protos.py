@@ -1,6 +1,6 @@
 """The descriptor set as the generator needs it: services, http rules, messages, comments.
 
-Reads the same `FileDescriptorSet` Envoy's transcoder loads (`envoy/todo.binpb`, built with
+Reads the same `FileDescriptorSet` Envoy's transcoder loads (`server/envoy/todo.binpb`, built with
 `--include_imports --include_source_info`), so the document describes exactly the routes and
 messages Envoy serves. Comments come from `source_code_info`.
 """

@@ -72,6 +72,55 @@ def test_the_previous_key_must_differ() -> None:
         Settings(jwt_secret="k" * 40, jwt_previous_secret="k" * 40)
 
 
+def test_production_refuses_the_placeholder_secret() -> None:
+    with pytest.raises(ConfigError, match="TODO_JWT_SECRET must be set to a real secret"):
+        Settings(environment="production")
+    with pytest.raises(ConfigError, match="TODO_JWT_SECRET"):
+        Settings.from_env({"TODO_ENV": "production"})
+    assert Settings(environment="development").jwt_secret  # the placeholder is fine in dev
+
+
+def test_commands_that_sign_no_token_may_skip_the_secret_check() -> None:
+    settings = Settings.from_env({"TODO_ENV": "production"}, require_secrets=False)
+    assert settings.environment == "production" and not settings.reflection_enabled
+
+
+def test_a_secret_can_come_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "jwt_secret"
+    secret.write_text("f" * 40 + "\n")
+    url = tmp_path / "database_url"
+    url.write_text("postgresql://todo:pw@postgres:5432/todo")
+    empty = tmp_path / "previous"
+    empty.write_text("")
+    settings = Settings.from_env(
+        {
+            "TODO_ENV": "production",
+            "TODO_JWT_SECRET_FILE": str(secret),
+            "DATABASE_URL_FILE": str(url),
+            "TODO_JWT_PREVIOUS_SECRET_FILE": str(empty),
+        }
+    )
+    assert settings.jwt_secret == "f" * 40
+    assert settings.database_url == "postgresql://todo:pw@postgres:5432/todo"
+    assert settings.jwt_previous_secret is None
+
+
+@pytest.mark.parametrize("both", [True, False])
+def test_a_secret_file_must_be_readable_and_alone(tmp_path: Path, both: bool) -> None:
+    env = {"TODO_JWT_SECRET_FILE": str(tmp_path / "missing")}
+    if both:
+        (tmp_path / "missing").write_text("x" * 40)
+        env["TODO_JWT_SECRET"] = "y" * 40
+    with pytest.raises(ConfigError, match="TODO_JWT_SECRET"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize("upstream", ["todo", "todo:", ":50051", "http://todo:50051"])
+def test_envoy_upstreams_must_be_host_and_port(upstream: str) -> None:
+    with pytest.raises(ConfigError, match="TODO_ENVOY_UPSTREAMS"):
+        Settings.from_env({"TODO_ENVOY_UPSTREAMS": upstream})
+
+
 def test_extra_cors_headers_and_development_tls() -> None:
     settings = Settings.from_env({"TODO_CORS_ALLOW_HEADERS": "X-Tenant, x-client-version,"})
     assert settings.cors_allow_headers == ("X-Tenant", "x-client-version")

@@ -11,7 +11,7 @@ from typing import cast
 import pytest
 from cryptography import x509
 
-from server import devcert, edge
+from server import devcert, edge, resources
 from server.config import ConfigError, Settings
 
 
@@ -138,7 +138,7 @@ def test_public_documents_carry_their_own_cors_headers(tmp_path: Path) -> None:
         '                direct_response: {status: 200, body: {inline_string: "{}"}}\n'
         "                response_headers_to_add: ${public_cors_headers}\n"
     )
-    source = (Path(edge.__file__).parent.parent / "envoy" / "envoy.yaml").read_text()
+    source = resources.envoy_template().read_text()
     anchor = "              - match: {prefix: /}\n"
     template = tmp_path / "template.yaml"
     template.write_text(source.replace(anchor, route + anchor))

@@ -35,7 +35,10 @@ class AuthServiceStub:
     Refresh are throttled per client address and per account: over the limit
     they return RESOURCE_EXHAUSTED (HTTP 429) with RetryInfo and a
     `retry-after` (HTTP `Retry-After`) in seconds. Every rpc may also return
-    UNAVAILABLE (database unreachable) and INTERNAL.
+    UNAVAILABLE (database unreachable) and INTERNAL, and INVALID_ARGUMENT
+    (reason INVALID_CHARACTER, BadRequest naming the field) when a text field
+    holds NUL or another control character other than tab, line feed and
+    carriage return.
     """
 
     def __init__(self, channel):
@@ -74,7 +77,10 @@ class AuthServiceServicer:
     Refresh are throttled per client address and per account: over the limit
     they return RESOURCE_EXHAUSTED (HTTP 429) with RetryInfo and a
     `retry-after` (HTTP `Retry-After`) in seconds. Every rpc may also return
-    UNAVAILABLE (database unreachable) and INTERNAL.
+    UNAVAILABLE (database unreachable) and INTERNAL, and INVALID_ARGUMENT
+    (reason INVALID_CHARACTER, BadRequest naming the field) when a text field
+    holds NUL or another control character other than tab, line feed and
+    carriage return.
     """
 
     def Register(self, request, context):
@@ -158,7 +164,10 @@ class AuthService:
     Refresh are throttled per client address and per account: over the limit
     they return RESOURCE_EXHAUSTED (HTTP 429) with RetryInfo and a
     `retry-after` (HTTP `Retry-After`) in seconds. Every rpc may also return
-    UNAVAILABLE (database unreachable) and INTERNAL.
+    UNAVAILABLE (database unreachable) and INTERNAL, and INVALID_ARGUMENT
+    (reason INVALID_CHARACTER, BadRequest naming the field) when a text field
+    holds NUL or another control character other than tab, line feed and
+    carriage return.
     """
 
     @staticmethod

@@ -37,7 +37,9 @@ class TaskServiceStub:
     does not exist. Every rpc may also return UNAUTHENTICATED (missing,
     invalid, expired or revoked token), RESOURCE_EXHAUSTED (the per-user
     request limit, with RetryInfo), UNAVAILABLE (database unreachable) and
-    INTERNAL.
+    INTERNAL. Any rpc returns INVALID_ARGUMENT (reason INVALID_CHARACTER,
+    BadRequest naming the field) when a text field holds NUL or another
+    control character other than tab, line feed and carriage return.
     """
 
     def __init__(self, channel):
@@ -142,7 +144,9 @@ class TaskServiceServicer:
     does not exist. Every rpc may also return UNAUTHENTICATED (missing,
     invalid, expired or revoked token), RESOURCE_EXHAUSTED (the per-user
     request limit, with RetryInfo), UNAVAILABLE (database unreachable) and
-    INTERNAL.
+    INTERNAL. Any rpc returns INVALID_ARGUMENT (reason INVALID_CHARACTER,
+    BadRequest naming the field) when a text field holds NUL or another
+    control character other than tab, line feed and carriage return.
     """
 
     def ListTasks(self, request, context):
@@ -171,8 +175,8 @@ class TaskServiceServicer:
     def GetTask(self, request, context):
         """GetTask returns one task.
 
-        Returns OK; INVALID_ARGUMENT for an id that is not a UUID;
-        PERMISSION_DENIED; NOT_FOUND.
+        Returns OK; PERMISSION_DENIED; NOT_FOUND for a task id that does not
+        exist, is not the caller's, or is not a UUID at all (all alike).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -202,8 +206,8 @@ class TaskServiceServicer:
     def DeleteTask(self, request, context):
         """DeleteTask removes a task.
 
-        Returns OK (HTTP 204, empty body); INVALID_ARGUMENT for a non-UUID id;
-        PERMISSION_DENIED; NOT_FOUND.
+        Returns OK (HTTP 204, empty body); PERMISSION_DENIED; NOT_FOUND for a
+        task id that does not exist, is not the caller's, or is not a UUID.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -328,7 +332,8 @@ class TaskServiceServicer:
     def CompleteTask(self, request, context):
         """CompleteTask completes a task, or reopens it with `completed: false`.
 
-        Returns OK; INVALID_ARGUMENT for a non-UUID id; PERMISSION_DENIED; NOT_FOUND.
+        Returns OK; PERMISSION_DENIED; NOT_FOUND for a task id that does not
+        exist, is not the caller's, or is not a UUID.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -439,7 +444,9 @@ class TaskService:
     does not exist. Every rpc may also return UNAUTHENTICATED (missing,
     invalid, expired or revoked token), RESOURCE_EXHAUSTED (the per-user
     request limit, with RetryInfo), UNAVAILABLE (database unreachable) and
-    INTERNAL.
+    INTERNAL. Any rpc returns INVALID_ARGUMENT (reason INVALID_CHARACTER,
+    BadRequest naming the field) when a text field holds NUL or another
+    control character other than tab, line feed and carriage return.
     """
 
     @staticmethod

@@ -34,7 +34,10 @@ class UserServiceStub:
     Every rpc may also return UNAUTHENTICATED (missing, invalid, expired or
     revoked token), RESOURCE_EXHAUSTED (HTTP 429: the caller's request rate is
     over the limit; RetryInfo and `retry-after` say when to retry), UNAVAILABLE
-    (database unreachable) and INTERNAL.
+    (database unreachable) and INTERNAL. Any rpc returns INVALID_ARGUMENT
+    (reason INVALID_CHARACTER, BadRequest naming the field) when a text field
+    holds NUL or another control character other than tab, line feed and
+    carriage return.
     """
 
     def __init__(self, channel):
@@ -73,7 +76,10 @@ class UserServiceServicer:
     Every rpc may also return UNAUTHENTICATED (missing, invalid, expired or
     revoked token), RESOURCE_EXHAUSTED (HTTP 429: the caller's request rate is
     over the limit; RetryInfo and `retry-after` say when to retry), UNAVAILABLE
-    (database unreachable) and INTERNAL.
+    (database unreachable) and INTERNAL. Any rpc returns INVALID_ARGUMENT
+    (reason INVALID_CHARACTER, BadRequest naming the field) when a text field
+    holds NUL or another control character other than tab, line feed and
+    carriage return.
     """
 
     def GetUser(self, request, context):
@@ -163,7 +169,10 @@ class UserService:
     Every rpc may also return UNAUTHENTICATED (missing, invalid, expired or
     revoked token), RESOURCE_EXHAUSTED (HTTP 429: the caller's request rate is
     over the limit; RetryInfo and `retry-after` say when to retry), UNAVAILABLE
-    (database unreachable) and INTERNAL.
+    (database unreachable) and INTERNAL. Any rpc returns INVALID_ARGUMENT
+    (reason INVALID_CHARACTER, BadRequest naming the field) when a text field
+    holds NUL or another control character other than tab, line feed and
+    carriage return.
     """
 
     @staticmethod

@@ -1,9 +1,12 @@
 """Alembic environment: the schema of `server.db.models`, on the sync psycopg 3 driver.
 
-There is no alembic.ini. `server.db.database.alembic_config(url)` builds the
-configuration and passes the URL the server resolved (DATABASE_URL or the
-embedded PostgreSQL) in `config.attributes["database_url"]`; a caller may pass
-an open SQLAlchemy connection in `config.attributes["connection"]` instead.
+`server.db.database.alembic_config(url)` builds the configuration in code and
+passes the URL the server resolved in `config.attributes["database_url"]`; a
+caller may pass an open SQLAlchemy connection in `config.attributes["connection"]`
+instead. Run from the Alembic command line (`alembic.ini` at the top of the
+repository: `alembic current`, `alembic history`, `alembic upgrade head`), neither
+is set, and the database is resolved exactly as the server does it: DATABASE_URL,
+else the embedded PostgreSQL in TODO_DATA_DIR.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
+from server.config import Settings
 from server.db import database, models
 
 config = context.config
@@ -42,9 +46,13 @@ def run_migrations_online() -> None:
         return
     url = config.attributes.get("database_url")
     if not url:
-        raise RuntimeError(
-            "use server.db.database.run_migrations(url) or python -m server.db.migrate"
-        )
+        with database.open_database(Settings.from_env()) as resolved:
+            _run_on(resolved)
+        return
+    _run_on(url)
+
+
+def _run_on(url: str) -> None:
     engine = database.sync_engine(url)
     try:
         with engine.connect() as connection:

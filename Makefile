@@ -14,8 +14,8 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
 PROTOS := $(wildcard protos/todo/v1/*.proto)
 
 .PHONY: help venv run test test-unit test-integration test-e2e generate check-generated lint \
-        buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale clean system-deps \
-        lock lock-upgrade deploy-lint image test-install \
+        buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale bench-observability \
+        clean system-deps check-ops lock lock-upgrade deploy-lint image test-install \
         check-openapi fuzz client-ts
 
 help:  ## List the targets
@@ -79,7 +79,13 @@ lint: $(STAMP) buf-lint  ## ruff, mypy (--strict on server/, relaxed on tests/ a
 	@$(VENV)/bin/mypy server
 	@$(VENV)/bin/mypy tests
 	@cd bench && MYPYPATH=$(CURDIR):$(CURDIR)/generated ../$(VENV)/bin/mypy --config-file ../pyproject.toml \
-	  stack.py throughput.py streams.py data_scale.py text_safety.py
+	  stack.py throughput.py streams.py data_scale.py observability.py observability_overhead.py text_safety.py
+
+check-ops: $(STAMP)  ## promtool check + test the alert rules; dashboard/rules name only real metrics
+	@command -v promtool >/dev/null || { echo "promtool not found: make system-deps (Debian prometheus)"; exit 1; }
+	@promtool check rules ops/alerts.yml
+	@cd ops && promtool test rules alerts_test.yml
+	@$(PY) -m pytest -q tests/unit/test_ops_files.py
 
 migrate: $(STAMP)  ## Apply the migrations to DATABASE_URL (or the embedded PostgreSQL)
 	@$(PY) -m server migrate
@@ -113,6 +119,9 @@ bench: $(STAMP)  ## Throughput: REST vs gRPC vs a trivial RPC, side by side (ben
 
 bench-streams: $(STAMP)  ## Watch capacity and latency, streaming, batchCreate (bench/README.md)
 	@$(PY) bench/streams.py
+
+bench-observability: $(STAMP)  ## get-task req/s with observability off, logs+metrics, +tracing (side by side)
+	@$(PY) bench/observability.py
 
 bench-scale: $(STAMP)  ## Query latency with 5M tasks, 1M of them one user's (about 15 min)
 	@$(PY) bench/data_scale.py

@@ -35,7 +35,7 @@ class Stack:
     def __init__(
         self, workers: int, data: Path, log_level: str, extra_env: dict[str, str] | None = None
     ) -> None:
-        self.base = free_base(workers + 2)
+        self.base = free_base(workers + 3)
         self.workers = workers
         self.envoy_port = self.base + workers
         env = {
@@ -46,6 +46,7 @@ class Stack:
             "TODO_GRPC_PORT": str(self.base),
             "TODO_ENVOY_PORT": str(self.envoy_port),
             "TODO_ENVOY_ADMIN_PORT": str(self.base + workers + 1),
+            "TODO_METRICS_PORT": str(self.base + workers + 2),
             "TODO_BCRYPT_ROUNDS": "4",
             "TODO_LOG_LEVEL": log_level,
             # One benchmark user sends thousands of calls a second: lift the per-user limit
@@ -60,7 +61,7 @@ class Stack:
             [sys.executable, "-m", "server"], cwd=REPO, env=env, stdout=self.log, stderr=self.log
         )
         self.rest = f"http://127.0.0.1:{self.envoy_port}"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # generous: a busy shared box starts PostgreSQL slowly
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.rest}/healthz", timeout=1).status_code == 200:
@@ -71,7 +72,8 @@ class Stack:
                 break
             time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"stack did not start; see {data / 'stack.log'}")
+        tail = self.log_path.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"stack did not start; {data / 'stack.log'} ends:\n{tail}")
 
     def workers_processes(self) -> list[psutil.Process]:
         """The server processes, worker 0 first."""

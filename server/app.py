@@ -2,12 +2,16 @@
 
 Interceptor order, outermost first:
 
-1. AccessLogInterceptor: one line per call, whatever happened inside;
-2. ErrorInterceptor: DomainError -> status with details, anything else -> INTERNAL;
-3. AuthInterceptor: verifies the bearer token, binds the Principal;
+1. TelemetryInterceptor: request id, trace context and log context bound once per call;
+   the rpc span, RED metrics and one access line, whatever happened inside;
+2. ErrorInterceptor: DomainError -> status with details (and its security event),
+   anything else -> INTERNAL, logged once with its traceback;
+3. AuthInterceptor: verifies the bearer token, binds the Principal (and the user id
+   into the log context);
 4. RateLimitInterceptor: the caller's per-user request limit (when configured);
 5. TextSafetyInterceptor: refuses NUL and other control characters in any
-   string of the request (after auth, so anonymous callers learn nothing more).
+   string of the request (after auth, so anonymous callers learn nothing more);
+6. UseCaseSpanInterceptor: the use-case span (only when tracing is on).
 
 So an authentication failure or a refused call is mapped by (2) and logged by (1).
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.metadata
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -44,13 +49,14 @@ from server.auth.passwords import PasswordHasher
 from server.auth.tokens import LEEWAY_S, TokenCodec
 from server.config import Settings
 from server.db.listener import NotificationListener
-from server.db.pool import make_pool, ping
+from server.db.pool import Pool, make_pool, ping
 from server.health import HealthMonitor
-from server.interceptors.access_log import AccessLogInterceptor
 from server.interceptors.auth import AuthInterceptor
 from server.interceptors.errors import ErrorInterceptor
 from server.interceptors.rate_limit import RateLimitInterceptor
+from server.interceptors.telemetry import TelemetryInterceptor, UseCaseSpanInterceptor
 from server.interceptors.text_safety import TextSafetyInterceptor
+from server.observability import metrics, tracing
 from server.servicers.auth_servicer import AuthServicer
 from server.servicers.task_servicer import TaskServicer
 from server.servicers.user_servicer import UserServicer
@@ -64,6 +70,8 @@ SERVICE_NAMES = [
     user_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
 ]
+SAMPLE_EVERY_S = 2.0
+"""How often each process copies its pool and resource state into the gauges."""
 SERVER_OPTIONS = [
     ("grpc.so_reuseport", 0),  # a second process on the same port must fail, not share it
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
@@ -101,6 +109,7 @@ async def create_server(
     feed = ChangeFeed(listener)
     listener.start()
     stack.push_async_callback(listener.stop)
+    _background(stack, _sample_forever(pool, revocations))
     _background(stack, _close_when(stopping, feed) if stopping else None)
     _background(stack, housekeeping.run(uow, settings))
     tokens = TokenCodec(settings)
@@ -121,7 +130,7 @@ def _interceptors(
 ) -> list[grpc.aio.ServerInterceptor]:
     """The interceptors in the order of the module docstring."""
     interceptors: list[grpc.aio.ServerInterceptor] = [
-        AccessLogInterceptor(),
+        TelemetryInterceptor(),
         ErrorInterceptor(),
         AuthInterceptor(tokens, sessions),
     ]
@@ -132,6 +141,8 @@ def _interceptors(
             )
         )
     interceptors.append(TextSafetyInterceptor())
+    if tracing.enabled():
+        interceptors.append(UseCaseSpanInterceptor())
     return interceptors
 
 
@@ -172,6 +183,26 @@ def _background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None
     stack.push_async_callback(cancel)
 
 
+async def _sample_forever(pool: Pool, revocations: SessionRevocations) -> None:
+    """Copy the pool's, the revocation cache's, in-flight and the process's state into metrics."""
+    sampler = metrics.ProcessSampler()
+    metrics.PROCESSES.set(1)
+    while True:
+        stats = pool.pop_stats()  # counters since the last pop, gauges as they are
+        size = stats.get("pool_size", 0)
+        metrics.POOL_SIZE.set(size)
+        metrics.POOL_IN_USE.set(size - stats.get("pool_available", 0))
+        metrics.POOL_WAITING.set(stats.get("requests_waiting", 0))
+        metrics.POOL_MAX.set(stats.get("pool_max", 0))
+        metrics.POOL_ACQUISITIONS.inc(stats.get("requests_num", 0))
+        metrics.POOL_ACQUIRE_WAIT.inc(stats.get("requests_wait_ms", 0) / 1000)
+        metrics.POOL_ACQUIRE_ERRORS.inc(stats.get("requests_errors", 0))
+        metrics.RPC_IN_FLIGHT.set(metrics.in_flight.value)
+        metrics.REVOCATIONS.set(revocations.size)
+        sampler.sample()
+        await asyncio.sleep(SAMPLE_EVERY_S)
+
+
 async def _close_when(stopping: asyncio.Event, feed: ChangeFeed) -> None:
     await stopping.wait()
     feed.close()
@@ -190,13 +221,22 @@ async def _add_health(
     stack.push_async_callback(monitor.stop)
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("todo-service")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 async def serve(settings: Settings, port: int) -> None:
     """Run one server process until SIGTERM, then drain for the grace period."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    metrics.BUILD_INFO.labels(_version(), settings.build_commit or "unknown").set(1)
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(tracing.configure(settings.otlp_endpoint, settings.trace_sample_percent))
         server, bound = await create_server(settings, stack, port, stopping)
         await server.start()
         log.info("worker listening on %s:%d", settings.grpc_host, bound)

@@ -103,6 +103,36 @@ class Settings:
     log_level: str = "INFO"
     """Python logging level name."""
 
+    log_format: str | None = None
+    """`json` (one JSON object per line) or `console` (readable lines, same fields).
+    None (unset): json in production, console in development (`make run`)."""
+
+    metrics_host: str = "127.0.0.1"
+    """Address of the Prometheus scrape endpoint (`/metrics`), served by the launcher process
+    for all the server processes together; never the public API port."""
+
+    metrics_port: int = 9464
+    """Port of the Prometheus scrape endpoint; 0 turns metrics exposition off."""
+
+    otlp_endpoint: str | None = None
+    """OTLP/gRPC collector (`http://127.0.0.1:4317`) that receives the server's and Envoy's
+    spans. None: traces are neither recorded nor exported (ids are still propagated)."""
+
+    build_commit: str = ""
+    """The source commit of this build, shown in `todo_build_info`. Empty: the launcher asks
+    git (`make run`), else `unknown`."""
+
+    trace_sample_percent: float = 10.0
+    """With `otlp_endpoint`: the percentage of requests traced (head sampling; 10 by default:
+    tracing every call costs about a third of a get-task's CPU, see the README). Envoy decides
+    for calls through it, by its own draw (a client's trace id is continued, its sampled flag
+    is not honoured), and the server follows Envoy's `traceparent` sampled flag; for direct
+    gRPC calls the server follows the caller's flag, or draws itself when there is none."""
+
+    envoy_access_log: Path | None = None
+    """File Envoy writes its JSON access log to. None: stdout in production, else
+    `data_dir/envoy-access.log`."""
+
     reflection: bool | None = None
     """Whether gRPC server reflection is served. None (unset): on, except in production."""
 
@@ -239,6 +269,16 @@ class Settings:
             raise ConfigError("TODO_MAX_REQUEST_HEADERS_KB must be between 1 and 8192")
         if self.gzip_min_bytes < 0:
             raise ConfigError("TODO_GZIP_MIN_BYTES must not be negative")
+        if self.log_format not in (None, "json", "console"):
+            raise ConfigError("TODO_LOG_FORMAT must be json or console")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("TODO_METRICS_PORT must be between 0 and 65535")
+        if not 0 <= self.trace_sample_percent <= 100:
+            raise ConfigError("TODO_TRACE_SAMPLE_PERCENT must be between 0 and 100")
+        if self.otlp_endpoint is not None and not self.otlp_endpoint.startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError("TODO_OTLP_ENDPOINT must look like http://host:4317")
 
     @property
     def reflection_enabled(self) -> bool:
@@ -246,6 +286,24 @@ class Settings:
         if self.reflection is None:
             return self.environment != "production"
         return self.reflection
+
+    @property
+    def effective_log_format(self) -> Literal["json", "console"]:
+        """The log format: as set, else json in production and console in development."""
+        if self.log_format == "console":
+            return "console"
+        if self.log_format == "json" or self.environment == "production":
+            return "json"
+        return "console"
+
+    @property
+    def envoy_access_log_path(self) -> Path:
+        """Where Envoy writes its access log (see `envoy_access_log`)."""
+        if self.envoy_access_log is not None:
+            return self.envoy_access_log
+        if self.environment == "production":
+            return Path("/dev/stdout")
+        return self.data_dir / "envoy-access.log"
 
     @property
     def tls_enabled(self) -> bool:

@@ -16,6 +16,7 @@ import shutil
 import socket
 import string
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from server import devcert, resources
 from server.config import ConfigError, Settings
 
 MIB = 1024 * 1024
+ENVOY_SERVICE_NAME = "todo-envoy"
+"""`service.name` of Envoy's spans."""
 HSTS = "max-age=31536000"
 """Strict-Transport-Security, sent only when Envoy serves TLS (one year, this host only)."""
 DOCS_CSP = (
@@ -171,6 +174,35 @@ def _transport_socket(files: tuple[Path, Path] | None) -> dict[str, object] | No
                 "tls_certificates": [certificate],
             },
         },
+    }
+
+
+def _absolute(path: Path) -> Path:
+    return path if path.is_absolute() else path.resolve()
+
+
+def _tracing(settings: Settings) -> dict[str, object]:
+    """Envoy's OpenTelemetry tracer: exporting to the OTLP endpoint, or ids only.
+
+    The tracer needs an exporter, so without an endpoint it points at a loopback port
+    nothing listens on (the discard port) and samples nothing: trace ids are still made
+    and propagated, and only a request whose client marked its `traceparent` sampled
+    makes Envoy try (and fail at once) to export a span.
+    """
+    provider: dict[str, object] = {
+        "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+        "service_name": ENVOY_SERVICE_NAME,
+        "grpc_service": {"envoy_grpc": {"cluster_name": "otlp"}, "timeout": "1s"},
+    }
+    host, port = "127.0.0.1", 9
+    if settings.otlp_endpoint is not None:
+        parsed = urllib.parse.urlsplit(settings.otlp_endpoint)
+        host, port = parsed.hostname or host, parsed.port or 4317
+    return {
+        "tracing_provider": provider,
+        "tracing_sampling": settings.trace_sample_percent if settings.otlp_endpoint else 0,
+        "otlp_address": _upstream_host(host),
+        "otlp_port": port,
     }
 
 
@@ -335,6 +367,8 @@ def render_envoy_config(
         "listener_filters": [TLS_INSPECTOR] if beside_plain else [],
         "tls_chain_match": {"transport_protocol": "tls"} if beside_plain else {},
         "global_mutations": _global_mutations(settings),
+        "access_log_path": str(_absolute(settings.envoy_access_log_path)),
+        **_tracing(settings),
         "docs_csp": DOCS_CSP,
         **_docs_files(),
         **_document_headers(allow_headers),
@@ -398,6 +432,7 @@ def envoy_command(config_path: Path, base_id: int | None = None) -> list[str]:
         binary, so the child's PID is Envoy's.
     """
     command = [envoy_binary(), "-c", str(config_path), "--concurrency", "1", "--log-level", "warn"]
+    command += ["--file-flush-interval-msec", "1000"]  # access log lines out within 1 s
     if base_id is None:
         command.append("--use-dynamic-base-id")
     else:

@@ -5,6 +5,10 @@ migrations, spawns one server process per worker (each on its own port, so
 Envoy balances across them), starts Envoy in front, and prints where
 everything listens. SIGINT or SIGTERM stops Envoy, lets the workers drain,
 and stops the embedded PostgreSQL. A worker that dies is restarted.
+
+It also serves the Prometheus scrape endpoint for all the workers together
+(`observability/exposition.py`) and writes a ready Prometheus configuration that
+scrapes it and Envoy to `data_dir/prometheus.yml`.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
-from server import app, devcert, edge, logs
+from server import app, devcert, edge
 from server.config import Settings
 from server.db import database
+from server.observability import exposition, logs
 
 log = logging.getLogger("todo.supervisor")
 Process = multiprocessing.context.SpawnProcess
@@ -33,13 +39,15 @@ Process = multiprocessing.context.SpawnProcess
 
 def _worker_main(settings: Settings, port: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher decides when to stop
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.effective_log_format)
     asyncio.run(app.serve(settings, port))
 
 
 def run(settings: Settings) -> None:
     """Run everything until SIGINT or SIGTERM."""
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.effective_log_format)
+    if not settings.build_commit:
+        settings = dataclasses.replace(settings, build_commit=_git_commit())
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -64,6 +72,7 @@ class _Cluster:
         self._context = multiprocessing.get_context("spawn")
         self._workers: dict[int, Process] = {}
         self._envoy: subprocess.Popen[bytes] | None = None
+        self._metrics_dir: Path | None = None
 
     def run(self) -> None:
         try:
@@ -74,6 +83,7 @@ class _Cluster:
             self._shutdown()
 
     def _start(self) -> None:
+        self._start_metrics()
         ports = self._settings.worker_ports()
         _progress(f"starting {len(ports)} server processes on ports {ports[0]}-{ports[-1]}")
         for port in ports:
@@ -90,6 +100,16 @@ class _Cluster:
             _wait_for_health(self._settings, self._stop)
         self._banner()
 
+    def _start_metrics(self) -> None:
+        """Prepare the multiprocess folder (before any worker starts) and serve /metrics."""
+        s = self._settings
+        if s.metrics_port == 0:
+            return
+        self._metrics_dir = exposition.prepare(s)
+        exposition.start(s, self._metrics_dir)
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        (s.data_dir / "prometheus.yml").write_text(exposition.scrape_config(s), encoding="utf-8")
+
     def _spawn(self, port: int) -> Process:
         process = self._context.Process(
             target=_worker_main, args=(self._settings, port), name=f"worker-{port}", daemon=False
@@ -101,6 +121,8 @@ class _Cluster:
         for port, process in list(self._workers.items()):
             if not process.is_alive():
                 log.error("worker on port %d exited with %s; restarting", port, process.exitcode)
+                if self._metrics_dir is not None and process.pid is not None:
+                    exposition.mark_dead(process.pid, self._metrics_dir)
                 time.sleep(1)
                 self._workers[port] = self._spawn(port)
         if self._envoy is not None and self._envoy.poll() is not None:
@@ -135,8 +157,17 @@ class _Cluster:
                 f"gRPC:  {s.envoy_host}:{s.envoy_port} ({grpc_kind}, through Envoy)",
                 f"health: {scheme}://{s.envoy_host}:{s.envoy_port}/healthz",
                 *_browser_lines(s),
-                f"Envoy admin: http://127.0.0.1:{s.envoy_admin_port}",
+                f"Envoy admin: http://127.0.0.1:{s.envoy_admin_port}"
+                f" (Prometheus: /stats/prometheus)",
+                f"Envoy access log: {s.envoy_access_log_path}",
             ]
+        if s.metrics_port:
+            lines += [
+                f"metrics: {exposition.metrics_url(s)}",
+                f"Prometheus config: {(s.data_dir / 'prometheus.yml').resolve()}",
+            ]
+        if s.otlp_endpoint:
+            lines.append(f"traces: OTLP to {s.otlp_endpoint}")
         print(
             "\n".join(
                 [
@@ -149,6 +180,22 @@ class _Cluster:
             ),
             flush=True,
         )
+
+
+def _git_commit() -> str:
+    """The checkout's commit for `todo_build_info` (unknown outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
 
 
 def _browser_lines(settings: Settings) -> list[str]:

@@ -22,6 +22,7 @@ import uuid
 from server.auth.sessions import SessionCheck
 from server.db import executor
 from server.db.listener import NotificationListener
+from server.observability import metrics
 from server.repositories.sessions import PgSessionsRepository
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,11 @@ class SessionRevocations:
         )
 
     @property
+    def size(self) -> int:
+        """How many recently revoked sessions are held in memory."""
+        return len(self._revoked)
+
+    @property
     def ready(self) -> bool:
         """Whether answers come from memory (the listener is connected and loaded)."""
         return self._ready
@@ -64,6 +70,7 @@ class SessionRevocations:
         now = time.monotonic()
         self._revoked = dict.fromkeys(recent, now)
         self._ready = True
+        metrics.REVOCATION_RELOADS.inc()
         log.info("revocations loaded (%d recent)", len(recent))
 
     def _lost(self) -> None:

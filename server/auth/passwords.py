@@ -13,12 +13,17 @@ import asyncio
 import base64
 import hashlib
 import secrets
+import time
 import unicodedata
+from collections.abc import Callable
+from typing import TypeVar
 
 import bcrypt
 
 from server import errors
+from server.observability import metrics, tracing
 
+T = TypeVar("T")
 MIN_LENGTH = 8
 MAX_LENGTH = 128
 
@@ -56,7 +61,7 @@ class PasswordHasher:
     async def hash(self, normalized: str) -> str:
         """Hash an already normalised password."""
         salt = bcrypt.gensalt(self._rounds)
-        digest = await asyncio.to_thread(bcrypt.hashpw, _prehash(normalized), salt)
+        digest = await _timed("hash", bcrypt.hashpw, _prehash(normalized), salt)
         return digest.decode("ascii")
 
     async def verify(self, normalized: str, stored: str | None) -> bool:
@@ -66,11 +71,23 @@ class PasswordHasher:
         checked, so an unknown email takes as long as a wrong password.
         """
         if stored is None:
-            await asyncio.to_thread(bcrypt.checkpw, _prehash(normalized), await self._dummy_hash())
+            await _timed("verify", bcrypt.checkpw, _prehash(normalized), await self._dummy_hash())
             return False
-        return await asyncio.to_thread(bcrypt.checkpw, _prehash(normalized), stored.encode("ascii"))
+        return await _timed("verify", bcrypt.checkpw, _prehash(normalized), stored.encode("ascii"))
 
     async def _dummy_hash(self) -> bytes:
         if self._dummy is None:
             self._dummy = (await self.hash(secrets.token_urlsafe(16))).encode("ascii")
         return self._dummy
+
+
+_BCRYPT = {op: metrics.BCRYPT.labels(op) for op in ("hash", "verify")}
+
+
+async def _timed(op: str, function: Callable[[bytes, bytes], T], a: bytes, b: bytes) -> T:
+    """Run one bcrypt call in a worker thread, timed and (when tracing) in a span."""
+    started = time.perf_counter()
+    with tracing.span("bcrypt." + op):
+        result = await asyncio.to_thread(function, a, b)
+    _BCRYPT[op].observe(time.perf_counter() - started)
+    return result

@@ -3,11 +3,17 @@
 Repositories run every statement through an `Executor`, so a lost connection,
 a pool timeout or a server shutting down surfaces as `errors.Unavailable` and
 never as a psycopg error carrying SQL text.
+
+Each statement is timed (`todo_db_statement_duration_seconds`) and, when tracing is
+on, gets a span, both named after the repository method that ran it (the caller's
+`co_qualname`, e.g. `PgTasksRepository.get`): a bounded name, never the SQL or its values.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any, TypeAlias
 
@@ -15,6 +21,7 @@ import psycopg
 from psycopg import abc, rows
 
 from server import errors
+from server.observability import metrics, tracing
 
 Connection: TypeAlias = psycopg.AsyncConnection[rows.TupleRow]
 """The connection type of the pool: autocommit by default, rows as tuples."""
@@ -40,6 +47,21 @@ def database_errors() -> Iterator[None]:
         raise errors.Unavailable(UNAVAILABLE_MESSAGE) from exc
 
 
+def _statement_name() -> str:
+    """The repository method that called the Executor method that called this."""
+    return sys._getframe(2).f_code.co_qualname
+
+
+@contextlib.contextmanager
+def _observed(name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        with tracing.span("db " + name, {"db.system": "postgresql", "db.operation.name": name}):
+            yield
+    finally:
+        metrics.statement_histogram(name).observe(time.perf_counter() - started)
+
+
 class Executor:
     """Runs statements on one connection; owned by a unit of work."""
 
@@ -50,7 +72,7 @@ class Executor:
         self, query: abc.QueryNoTemplate, params: abc.Params | None = None
     ) -> tuple[Any, ...] | None:
         """Run a statement and return its first row, or None."""
-        with database_errors():
+        with _observed(_statement_name()), database_errors():
             cursor = await self._connection.execute(query, params)
             return await cursor.fetchone()
 
@@ -58,12 +80,12 @@ class Executor:
         self, query: abc.QueryNoTemplate, params: abc.Params | None = None
     ) -> list[tuple[Any, ...]]:
         """Run a statement and return all its rows."""
-        with database_errors():
+        with _observed(_statement_name()), database_errors():
             cursor = await self._connection.execute(query, params)
             return await cursor.fetchall()
 
     async def execute(self, query: abc.QueryNoTemplate, params: abc.Params | None = None) -> int:
         """Run a statement and return the number of rows it touched."""
-        with database_errors():
+        with _observed(_statement_name()), database_errors():
             cursor = await self._connection.execute(query, params)
             return cursor.rowcount

@@ -16,6 +16,7 @@ from server.auth import principal as principal_ctx
 from server.auth.sessions import SessionCheck
 from server.auth.tokens import TokenCodec
 from server.interceptors.base import StreamBehavior, UnaryBehavior, WrappingInterceptor
+from server.observability import context as call_context
 
 PUBLIC_METHODS = frozenset(
     {
@@ -80,6 +81,7 @@ class AuthInterceptor(WrappingInterceptor):
 
     async def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> domain.Principal:
         claims = self._tokens.verify(_bearer_token(context), "access")
+        call_context.set_user(claims.user_id)
         if not await self._sessions.is_active(claims.session_id):
             raise errors.Unauthenticated("token has been revoked", reason="TOKEN_REVOKED")
         return domain.Principal(

@@ -22,6 +22,8 @@ from grpc_status import rpc_status
 
 from server import errors
 from server.interceptors.base import StreamBehavior, UnaryBehavior, WrappingInterceptor
+from server.observability import events
+from server.servicers import peers
 
 DOMAIN = "todo.v1"
 log = logging.getLogger(__name__)
@@ -133,6 +135,7 @@ class ErrorInterceptor(WrappingInterceptor):
         if isinstance(exc, grpc.aio.AbortError):
             raise exc
         if isinstance(exc, errors.DomainError):
+            events.on_error(method, exc, peers.client_address(context))
             await context.abort_with_status(to_status(exc))
         log.exception("unhandled error in %s", method)
         await context.abort_with_status(internal_status())

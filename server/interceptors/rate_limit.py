@@ -40,6 +40,7 @@ import grpc.aio
 from server import errors, metadata
 from server.auth import principal as principal_ctx
 from server.interceptors.base import StreamBehavior, UnaryBehavior, WrappingInterceptor
+from server.observability import metrics
 
 TRANSCODED = "x-envoy-original-path"
 PRUNE_EVERY_S = 60.0
@@ -159,6 +160,7 @@ class RateLimitInterceptor(WrappingInterceptor):
         decision = self._buckets.take(caller.user_id)
         headers = self._headers(decision) if _transcoded(context) else ()
         if not decision.allowed:
+            metrics.REFUSAL_USER_RATE.inc()
             seconds = max(1, math.ceil(decision.retry_after_s))
             raise errors.ResourceExhausted(
                 f"too many requests; retry in {seconds} seconds",

@@ -58,9 +58,9 @@ class PgSessionsRepository:
         """Swap the refresh token if it is `old_jti` and the session is live; False otherwise."""
         return await self._db.execute(ROTATE, (new_jti, session_id, old_jti)) == 1
 
-    async def revoke(self, session_id: uuid.UUID) -> None:
-        """Revoke the session (a no-op if it is unknown or revoked already)."""
-        await self._db.fetch_all(REVOKE, (session_id,))
+    async def revoke(self, session_id: uuid.UUID) -> bool:
+        """Revoke the session; False (and a no-op) if it is unknown or revoked already."""
+        return bool(await self._db.fetch_all(REVOKE, (session_id,)))
 
     async def revoke_all(self, user_id: uuid.UUID, keep: uuid.UUID | None = None) -> int:
         """Revoke every live session of the user except `keep`; returns how many."""

@@ -11,6 +11,7 @@ from todo.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 
 from server import domain
 from server.auth import principal
+from server.observability import metrics
 from server.servicers import converters, ndjson
 from server.services import batches, streams, tasks
 from server.services.page_tokens import PageTokens, ResumeTokens
@@ -77,7 +78,12 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             self._heartbeat_s,
         )
         async for change, token in events:
-            yield converters.event_to_proto(change, token)
+            try:
+                yield converters.event_to_proto(change, token)
+            except GeneratorExit:
+                metrics.watch_event_dropped(change)
+                raise
+            metrics.watch_event_sent(change)
 
     async def ListTasks(
         self, request: task_service_pb2.ListTasksRequest, context: Context

@@ -15,6 +15,7 @@ from server import domain, errors
 from server.auth import passwords
 from server.auth.passwords import PasswordHasher
 from server.auth.tokens import TokenCodec
+from server.observability import events
 from server.services import validation
 from server.services.ports import UnitOfWork
 from server.services.throttle import Throttle
@@ -90,8 +91,10 @@ async def refresh(
         )
         user = await uow.users.get(claims.user_id) if rotated else None
         if user is None:
-            await uow.sessions.revoke(claims.session_id)
+            was_live = await uow.sessions.revoke(claims.session_id)
             await uow.commit()
+            if was_live and not rotated:  # a used token of a live family: reuse
+                events.refresh_token_reused(str(claims.user_id), family_size=1)
             raise errors.Unauthenticated(
                 "refresh token is no longer valid; log in again", reason="REFRESH_TOKEN_REVOKED"
             )

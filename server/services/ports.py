@@ -68,8 +68,11 @@ class SessionsRepository(Protocol):
         """
         ...
 
-    async def revoke(self, session_id: uuid.UUID) -> None:
-        """Revoke a session: its access and refresh tokens stop working."""
+    async def revoke(self, session_id: uuid.UUID) -> bool:
+        """Revoke a session: its access and refresh tokens stop working.
+
+        Returns whether it was live (False: unknown or revoked already).
+        """
         ...
 
     async def revoke_all(self, user_id: uuid.UUID, keep: uuid.UUID | None = None) -> int:

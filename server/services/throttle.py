@@ -24,6 +24,7 @@ import time
 
 from server import errors
 from server.config import Settings
+from server.observability import metrics
 from server.services.ports import UnitOfWork
 
 PRUNE_EVERY_S = 60.0
@@ -65,16 +66,23 @@ class Throttle:
                 with the seconds until it allows another attempt.
         """
         client = _address_key(address)
-        keys = [(f"address:{client}", self._limits.per_address)]
+        keys = [("address", f"address:{client}", self._limits.per_address)]
         if account is not None:
-            keys.append((f"account-address:{account}|{client}", self._limits.per_account_address))
-            keys.append((f"account:{account}", self._limits.per_account))
+            keys.append(
+                (
+                    "account_address",
+                    f"account-address:{account}|{client}",
+                    self._limits.per_account_address,
+                )
+            )
+            keys.append(("account", f"account:{account}", self._limits.per_account))
         wait = 0.0
         async with uow:
-            for key, limit in keys:
+            for kind, key, limit in keys:
                 if limit > 0:
                     wait = await uow.rate_limits.hit(_digest(key), limit, self._limits.period_s)
                     if wait > 0:
+                        metrics.REFUSALS.labels(f"throttle_{kind}").inc()
                         break
             if time.monotonic() - self._pruned_at > PRUNE_EVERY_S:
                 self._pruned_at = time.monotonic()

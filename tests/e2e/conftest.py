@@ -74,10 +74,11 @@ def running_stack(
 ) -> Iterator[int]:
     """Run `python -m server` with WORKERS processes on free ports until the block ends.
 
-    Yields the base port: workers listen on base..base+WORKERS-1, Envoy on base+WORKERS.
+    Yields the base port: workers listen on base..base+WORKERS-1, Envoy on base+WORKERS,
+    its admin on base+WORKERS+1, the metrics endpoint on base+WORKERS+2.
     `healthy(base)` is polled until it is True (or the stack exits, or 90 s pass).
     """
-    base = _free_ports(WORKERS + 2)
+    base = _free_ports(WORKERS + 3)
     full_env = {
         **os.environ,
         "PYTHONPATH": f"{REPO}:{REPO / 'generated'}",
@@ -87,6 +88,7 @@ def running_stack(
         "TODO_GRPC_PORT": str(base),
         "TODO_ENVOY_PORT": str(base + WORKERS),
         "TODO_ENVOY_ADMIN_PORT": str(base + WORKERS + 1),
+        "TODO_METRICS_PORT": str(base + WORKERS + 2),
         "TODO_BCRYPT_ROUNDS": "4",
         "TODO_LOG_LEVEL": "WARNING",
         **env,

@@ -95,9 +95,12 @@ class FakeSessions:
         row.refresh_jti = new_jti
         return True
 
-    async def revoke(self, session_id: uuid.UUID) -> None:
-        if session_id in self.rows:
-            self.rows[session_id].revoked = True
+    async def revoke(self, session_id: uuid.UUID) -> bool:
+        row = self.rows.get(session_id)
+        if row is None or row.revoked:
+            return False
+        row.revoked = True
+        return True
 
     async def revoke_all(self, user_id: uuid.UUID, keep: uuid.UUID | None = None) -> int:
         mine = [

@@ -13,9 +13,9 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
 
 PROTOS := $(wildcard protos/todo/v1/*.proto)
 
-.PHONY: help venv run test test-unit test-integration test-e2e generate check-generated lint \
-        buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale bench-observability \
-        clean system-deps check-ops lock lock-upgrade deploy-lint image test-install \
+.PHONY: help venv run test test-unit test-faults test-integration test-e2e generate check-generated \
+        lint buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale \
+        bench-observability clean system-deps check-ops lock lock-upgrade deploy-lint image test-install \
         check-openapi fuzz client-ts
 
 help:  ## List the targets
@@ -104,6 +104,9 @@ test-integration: $(STAMP)  ## Only the integration tests (marker `integration`:
 
 test-e2e: $(STAMP)  ## Only the end-to-end tests (marker `e2e`: real processes and Envoy)
 	@$(PY) -m pytest -m e2e
+
+test-faults: $(STAMP)  ## Fault tests: PostgreSQL restarts, kill -9, drains, pool exhaustion, per-user limit (~4 min)
+	@$(PY) -m pytest -m faults tests/faults -rA
 
 fuzz: $(STAMP)  ## schemathesis through Envoy, longer than make test's run (TODO_FUZZ_EXAMPLES=100)
 	@TODO_FUZZ_EXAMPLES=$${TODO_FUZZ_EXAMPLES:-100} TODO_FUZZ_SEED=$${TODO_FUZZ_SEED:-$$RANDOM} \

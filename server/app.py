@@ -11,7 +11,8 @@ Interceptor order, outermost first:
 4. RateLimitInterceptor: the caller's per-user request limit (when configured);
 5. TextSafetyInterceptor: refuses NUL and other control characters in any
    string of the request (after auth, so anonymous callers learn nothing more);
-6. UseCaseSpanInterceptor: the use-case span (only when tracing is on).
+6. UseCaseSpanInterceptor: the use-case span (only when tracing is on);
+7. ReadRetryInterceptor: a read that lost its database connection runs once more.
 
 So an authentication failure or a refused call is mapped by (2) and logged by (1).
 """
@@ -20,11 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import importlib.metadata
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -48,12 +48,15 @@ from server.adapters.unit_of_work import UnitOfWork
 from server.auth.passwords import PasswordHasher
 from server.auth.tokens import LEEWAY_S, TokenCodec
 from server.config import Settings
+from server.db.availability import Availability
+from server.db.connections import Connections
 from server.db.listener import NotificationListener
-from server.db.pool import Pool, make_pool, ping
+from server.db.pool import Pool, make_pool
 from server.health import HealthMonitor
 from server.interceptors.auth import AuthInterceptor
 from server.interceptors.errors import ErrorInterceptor
 from server.interceptors.rate_limit import RateLimitInterceptor
+from server.interceptors.retry import ReadRetryInterceptor, read_methods
 from server.interceptors.telemetry import TelemetryInterceptor, UseCaseSpanInterceptor
 from server.interceptors.text_safety import TextSafetyInterceptor
 from server.observability import metrics, tracing
@@ -90,17 +93,23 @@ async def create_server(
 
     Resources it opens (the connection pool, the listener, background tasks)
     are closed by `stack`; close the stack after stopping the server. When
-    `stopping` is set, open watch streams end at once (UNAVAILABLE, with
-    their resume token in hand) instead of waiting out the grace period.
+    `stopping` is set, health turns NOT_SERVING (Envoy stops sending new
+    calls) and open watch streams end at once (UNAVAILABLE, with their resume
+    token in hand) instead of waiting out the grace period.
     """
     if settings.database_url is None:
         raise ValueError("create_server needs settings.database_url (resolved by the launcher)")
-    pool = make_pool(settings.database_url, settings)
+    availability = Availability(settings.database_url)
+    stack.push_async_callback(availability.close)  # after the probing task below is cancelled
+    await availability.confirm()
+    _background(stack, availability.run())
+    pool = make_pool(settings.database_url, settings, timeout=settings.db_acquire_timeout_s)
     await pool.open(wait=False)
     stack.push_async_callback(pool.close)
+    connections = Connections(pool, availability, settings.db_acquire_timeout_s)
 
     def uow() -> UnitOfWorkPort:
-        return UnitOfWork(pool)
+        return UnitOfWork(connections)
 
     listener = NotificationListener(settings.database_url)
     revocations = SessionRevocations(
@@ -110,14 +119,16 @@ async def create_server(
     listener.start()
     stack.push_async_callback(listener.stop)
     _background(stack, _sample_forever(pool, revocations))
-    _background(stack, _close_when(stopping, feed) if stopping else None)
     _background(stack, housekeeping.run(uow, settings))
     tokens = TokenCodec(settings)
-    server = grpc.aio.server(
-        interceptors=_interceptors(settings, tokens, revocations), options=SERVER_OPTIONS
-    )
-    _add_servicers(server, settings, tokens, uow, feed)
-    await _add_health(server, stack, functools.partial(ping, pool))
+    interceptors = [
+        *_interceptors(settings, tokens, revocations),
+        ReadRetryInterceptor(read_methods(_services()), availability.confirm),
+    ]
+    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+    _add_servicers(server, settings, tokens, uow, feed, revocations)
+    monitor = await _add_health(server, stack, availability)
+    _background(stack, _drain_when(stopping, monitor, feed) if stopping else None)
     if settings.reflection_enabled:
         names = [*SERVICE_NAMES, "grpc.health.v1.Health", reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
@@ -135,15 +146,18 @@ def _interceptors(
         AuthInterceptor(tokens, sessions),
     ]
     if settings.user_rate_limit > 0:
-        interceptors.append(
-            RateLimitInterceptor(
-                settings.user_rate_limit, settings.user_rate_burst, settings.workers
-            )
-        )
+        limit = RateLimitInterceptor(settings.user_rate_limit, settings.user_rate_burst)
+        interceptors.append(limit)
     interceptors.append(TextSafetyInterceptor())
     if tracing.enabled():
         interceptors.append(UseCaseSpanInterceptor())
     return interceptors
+
+
+def _services() -> list[Any]:
+    """The descriptors of the services in SERVICE_NAMES."""
+    files = (auth_pb2.DESCRIPTOR, user_pb2.DESCRIPTOR, task_service_pb2.DESCRIPTOR)
+    return [service for file in files for service in file.services_by_name.values()]
 
 
 def _add_servicers(
@@ -152,11 +166,12 @@ def _add_servicers(
     tokens: TokenCodec,
     uow: Callable[[], UnitOfWorkPort],
     feed: ChangeFeed,
+    revocations: SessionRevocations,
 ) -> None:
     hasher = PasswordHasher(settings.bcrypt_rounds)
     throttle = Throttle(Limits.from_settings(settings))
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthServicer(uow, hasher, tokens, throttle), server
+        AuthServicer(uow, hasher, tokens, throttle, revocations.revoked_here), server
     )
     user_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(uow, hasher, throttle), server)
     task_servicer = TaskServicer(
@@ -203,22 +218,22 @@ async def _sample_forever(pool: Pool, revocations: SessionRevocations) -> None:
         await asyncio.sleep(SAMPLE_EVERY_S)
 
 
-async def _close_when(stopping: asyncio.Event, feed: ChangeFeed) -> None:
+async def _drain_when(stopping: asyncio.Event, monitor: HealthMonitor, feed: ChangeFeed) -> None:
     await stopping.wait()
+    await monitor.drain()
     feed.close()
 
 
 async def _add_health(
-    server: grpc.aio.Server,
-    stack: contextlib.AsyncExitStack,
-    probe: Callable[[], Awaitable[None]],
-) -> None:
+    server: grpc.aio.Server, stack: contextlib.AsyncExitStack, availability: Availability
+) -> HealthMonitor:
     servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    monitor = HealthMonitor(servicer, SERVICE_NAMES, probe)
-    await monitor.check_once()
-    monitor.start()
-    stack.push_async_callback(monitor.stop)
+    monitor = HealthMonitor(servicer, SERVICE_NAMES)
+    await monitor.database_changed(availability.available)
+    availability.on_change(monitor.database_changed)
+    stack.push_async_callback(monitor.drain)
+    return monitor
 
 
 def _version() -> str:
@@ -229,7 +244,14 @@ def _version() -> str:
 
 
 async def serve(settings: Settings, port: int) -> None:
-    """Run one server process until SIGTERM, then drain for the grace period."""
+    """Run one server process until SIGTERM, then drain and return (exit status 0).
+
+    Draining: health turns NOT_SERVING and watch streams end (UNAVAILABLE,
+    reason SHUTTING_DOWN) at once; calls keep being served for
+    `drain_delay_s`, long enough for Envoy's health checks to stop sending
+    any; then the server stops taking calls and lets the in-flight ones
+    finish for up to `grace_period_s`.
+    """
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -241,5 +263,13 @@ async def serve(settings: Settings, port: int) -> None:
         await server.start()
         log.info("worker listening on %s:%d", settings.grpc_host, bound)
         await stopping.wait()
-        log.info("worker on port %d draining (grace %.1fs)", bound, settings.grace_period_s)
+        log.info(
+            "worker on port %d draining: NOT_SERVING now, stops taking calls in %.1fs, "
+            "then lets calls finish for up to %.1fs",
+            bound,
+            settings.drain_delay_s,
+            settings.grace_period_s,
+        )
+        await asyncio.sleep(settings.drain_delay_s)
         await server.stop(settings.grace_period_s)
+    log.info("worker on port %d drained", bound)

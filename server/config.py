@@ -100,6 +100,11 @@ class Settings:
     db_pool_max: int = 10
     """Most connections each server process opens."""
 
+    db_acquire_timeout_s: float = 5.0
+    """How long a call waits for a free pooled connection when all are busy before it is
+    refused with UNAVAILABLE (503), reason DATABASE_BUSY. While the database is down calls
+    do not wait at all: they fail at once with reason DATABASE_UNAVAILABLE."""
+
     log_level: str = "INFO"
     """Python logging level name."""
 
@@ -139,6 +144,11 @@ class Settings:
     grace_period_s: float = 5.0
     """How long a stopping worker lets in-flight calls finish."""
 
+    drain_delay_s: float = 3.0
+    """How long a stopping worker keeps taking calls after turning NOT_SERVING, so that
+    Envoy's health checks (every second, two failures to mark it down) stop routing to it
+    first: then no call is refused. Set it to 0 when no Envoy is in front."""
+
     watch_heartbeat_s: float = 30.0
     """Idle watch streams get a HEARTBEAT event this often (below Envoy's 5 min idle timeout)."""
 
@@ -146,13 +156,14 @@ class Settings:
     """How long task changes are kept for watch resume tokens (older: RESYNC_REQUIRED)."""
 
     user_rate_limit: int = 600
-    """Requests per minute one user may make over both wires, summed over the server
-    processes (each process allows its share, `user_rate_limit / workers`); 0 turns the
-    per-user limit off. Public calls (register, login, refresh, health) are not counted."""
+    """Requests per minute one user may make over both wires. Envoy sends all of a user's
+    calls to one server process (consistent hashing on the token's subject), whose bucket
+    holds the whole limit; 0 turns the per-user limit off (and Envoy balances round robin).
+    Public calls (register, login, refresh, health) are not counted."""
 
     user_rate_burst: int = 100
     """Requests one user may make at once before `user_rate_limit` paces them (the
-    bucket's size, shared out between the processes like the rate)."""
+    bucket's size)."""
 
     throttle_period_s: int = 600
     """Period of the register/login/refresh (and change-password) throttles: each key
@@ -222,6 +233,11 @@ class Settings:
             raise ConfigError("TODO_WORKERS must be at least 1")
         if not 1 <= self.db_pool_min <= self.db_pool_max:
             raise ConfigError("need 1 <= TODO_DB_POOL_MIN <= TODO_DB_POOL_MAX")
+        if self.db_acquire_timeout_s <= 0 or self.drain_delay_s < 0 or self.grace_period_s < 0:
+            raise ConfigError(
+                "TODO_DB_ACQUIRE_TIMEOUT_S must be positive, TODO_DRAIN_DELAY_S and "
+                "TODO_GRACE_PERIOD_S not negative"
+            )
         if self.access_token_ttl_s <= 0 or self.refresh_token_ttl_s <= 0:
             raise ConfigError("token lifetimes must be positive")
         self._check_keys()

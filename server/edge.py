@@ -351,6 +351,8 @@ def render_envoy_config(
             "STATIC" if all(_is_ip(host) for host, _ in upstreams) else "STRICT_DNS"
         ),
         "upstream_endpoints": endpoints,
+        # The per-user limit needs each user's calls on one process (interceptors/rate_limit.py).
+        "lb_policy": "MAGLEV" if settings.user_rate_limit > 0 else "ROUND_ROBIN",
         "max_request_bytes": max_request_bytes,
         "max_transcode_bytes": max_transcode_bytes,
         "max_response_bytes": max_response_bytes,

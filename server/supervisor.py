@@ -3,8 +3,18 @@
 It starts the embedded PostgreSQL (unless DATABASE_URL is set), applies the
 migrations, spawns one server process per worker (each on its own port, so
 Envoy balances across them), starts Envoy in front, and prints where
-everything listens. SIGINT or SIGTERM stops Envoy, lets the workers drain,
-and stops the embedded PostgreSQL. A worker that dies is restarted.
+everything listens.
+
+Stopping (SIGINT, SIGTERM): every worker drains (see `app.serve`: NOT_SERVING,
+watch streams end with UNAVAILABLE, in-flight calls finish), then Envoy stops
+(last, so that draining calls still have their way back), then the embedded
+PostgreSQL. A second signal while stopping changes nothing.
+
+Workers: one that exits with status 0 was drained on purpose (someone sent it
+SIGTERM) and is started again, logged at INFO; one that dies otherwise
+(a crash, SIGKILL) is logged as an ERROR and started again, after a second if
+it had run less than `CRASH_LOOP_S`. SIGHUP restarts the workers one after the
+other (a rolling restart: each drains while the others serve).
 
 It also serves the Prometheus scrape endpoint for all the workers together
 (`observability/exposition.py`) and writes a ready Prometheus configuration that
@@ -28,6 +38,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from server import app, devcert, edge
 from server.config import Settings
 from server.db import database
@@ -35,6 +48,11 @@ from server.observability import exposition, logs
 
 log = logging.getLogger("todo.supervisor")
 Process = multiprocessing.context.SpawnProcess
+CRASH_LOOP_S = 5.0
+"""A worker that dies sooner than this after starting is restarted after a pause."""
+HEALTH_SETTLE_S = 2.0
+"""After a restarted worker is SERVING, how long a rolling restart waits for Envoy's
+health checks (every second) to route to it again before draining the next one."""
 
 
 def _worker_main(settings: Settings, port: int) -> None:
@@ -49,14 +67,16 @@ def run(settings: Settings) -> None:
     if not settings.build_commit:
         settings = dataclasses.replace(settings, build_commit=_git_commit())
     stop = threading.Event()
+    roll = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: roll.set())
     _progress("starting PostgreSQL" if settings.database_url is None else "using DATABASE_URL")
     with database.open_database(settings) as url:
         _progress("applying migrations" if settings.migrate_on_start else "checking the schema")
         database.prepare_schema(url, migrate=settings.migrate_on_start)
         settings = dataclasses.replace(settings, database_url=url)
-        _Cluster(settings, stop).run()
+        _Cluster(settings, stop, roll).run()
 
 
 def _progress(message: str) -> None:
@@ -66,18 +86,23 @@ def _progress(message: str) -> None:
 class _Cluster:
     """The worker processes and Envoy, supervised until `stop` is set."""
 
-    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+    def __init__(self, settings: Settings, stop: threading.Event, roll: threading.Event) -> None:
         self._settings = settings
         self._stop = stop
+        self._roll = roll
         self._context = multiprocessing.get_context("spawn")
         self._workers: dict[int, Process] = {}
+        self._started_at: dict[int, float] = {}
         self._envoy: subprocess.Popen[bytes] | None = None
         self._metrics_dir: Path | None = None
 
     def run(self) -> None:
         try:
             self._start()
-            while not self._stop.wait(0.5):
+            while not self._stop.wait(0.2):
+                if self._roll.is_set():
+                    self._roll.clear()
+                    self._rolling_restart()
                 self._supervise()
         finally:
             self._shutdown()
@@ -115,33 +140,72 @@ class _Cluster:
             target=_worker_main, args=(self._settings, port), name=f"worker-{port}", daemon=False
         )
         process.start()
+        self._started_at[port] = time.monotonic()
         return process
 
     def _supervise(self) -> None:
         for port, process in list(self._workers.items()):
-            if not process.is_alive():
-                log.error("worker on port %d exited with %s; restarting", port, process.exitcode)
-                if self._metrics_dir is not None and process.pid is not None:
-                    exposition.mark_dead(process.pid, self._metrics_dir)
-                time.sleep(1)
-                self._workers[port] = self._spawn(port)
+            if process.is_alive():
+                continue
+            self._mark_dead(process)
+            if process.exitcode == 0:
+                log.info("worker on port %d drained and exited; starting a new one", port)
+            else:
+                log.error("worker on port %d died (%s); restarting", port, _status(process))
+                if time.monotonic() - self._started_at[port] < CRASH_LOOP_S:
+                    time.sleep(1)
+            self._workers[port] = self._spawn(port)
         if self._envoy is not None and self._envoy.poll() is not None:
             log.error("Envoy exited with %s; stopping", self._envoy.returncode)
             self._stop.set()
 
+    def _mark_dead(self, process: Process) -> None:
+        """Fold a gone worker's metrics into the totals (its counters keep counting)."""
+        if process.pid is not None and self._metrics_dir is not None:
+            exposition.mark_dead(process.pid, self._metrics_dir)
+
+    def _drain_timeout(self) -> float:
+        return self._settings.drain_delay_s + self._settings.grace_period_s + 5
+
+    def _rolling_restart(self) -> None:
+        """Drain and restart the workers one at a time (SIGHUP)."""
+        log.info("rolling restart of %d workers", len(self._workers))
+        for port in list(self._workers):
+            if self._stop.is_set():
+                return
+            process = self._workers[port]
+            process.terminate()
+            process.join(self._drain_timeout())
+            if process.is_alive():
+                process.kill()
+                process.join()
+            self._mark_dead(process)
+            self._workers[port] = self._spawn(port)
+            _wait_for_port(self._settings.grpc_host, port, self._stop)
+            _wait_for_serving(self._settings.grpc_host, port, self._stop)
+            self._stop.wait(HEALTH_SETTLE_S)
+            log.info("worker on port %d restarted", port)
+
     def _shutdown(self) -> None:
-        _progress("stopping")
-        if self._envoy is not None and self._envoy.poll() is None:
-            self._envoy.terminate()
-            self._envoy.wait(timeout=10)
+        """Drain the workers, then stop Envoy (last: draining calls answer through it)."""
+        _progress("stopping: draining the server processes")
         for process in self._workers.values():
             if process.is_alive() and process.pid is not None:
                 process.terminate()
         for process in self._workers.values():
-            process.join(self._settings.grace_period_s + 5)
+            process.join(self._drain_timeout())
             if process.is_alive():
+                log.error("worker %s did not drain in time; killing it", process.name)
                 process.kill()
                 process.join()
+        if self._envoy is not None and self._envoy.poll() is None:
+            _progress("stopping Envoy")
+            self._envoy.terminate()
+            try:
+                self._envoy.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._envoy.kill()
+                self._envoy.wait()
         _progress("stopped")
 
     def _banner(self) -> None:
@@ -219,6 +283,28 @@ def _wait_for_port(host: str, port: int, stop: threading.Event, timeout_s: float
         time.sleep(0.1)
     if not stop.is_set():
         raise RuntimeError(f"server process on port {port} did not start in {timeout_s:.0f}s")
+
+
+def _status(process: Process) -> str:
+    code = process.exitcode
+    if code is not None and code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"exit status {code}"
+
+
+def _wait_for_serving(host: str, port: int, stop: threading.Event, timeout_s: float = 60) -> None:
+    """Wait until the worker on `port` answers gRPC health SERVING."""
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline and not stop.is_set():
+            try:
+                answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
 
 
 def _wait_for_health(settings: Settings, stop: threading.Event, timeout_s: float = 60) -> None:

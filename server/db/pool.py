@@ -15,6 +15,14 @@ Pool: TypeAlias = psycopg_pool.AsyncConnectionPool[executor.Connection]
 ACQUIRE_TIMEOUT_S = 5.0
 """How long a caller waits for a free connection before errors.Unavailable."""
 
+RECONNECT_TIMEOUT_S = 0.5
+"""How long the pool retries a connection it failed to open before giving the slot up.
+
+psycopg_pool retries with exponential backoff (1 s, 2 s, 4 s, ...) for 5 minutes
+by default, so after an outage of a few seconds a caller could wait seconds for
+the next attempt although PostgreSQL was back. Given up quickly, the slot is
+opened again on demand, as soon as a caller needs it."""
+
 
 async def ping(pool: Pool) -> None:
     """Check that a pooled connection answers (the health probe).
@@ -56,5 +64,6 @@ def make_pool(url: str, settings: Settings, *, timeout: float = ACQUIRE_TIMEOUT_
         open=False,
         reset=_reset,
         timeout=timeout,
+        reconnect_timeout=RECONNECT_TIMEOUT_S,
         name="todo",
     )

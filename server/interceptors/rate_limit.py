@@ -1,10 +1,12 @@
 """Per-user request limits for every authenticated RPC, on both wires, without a query.
 
-Each server process keeps a token bucket per user in memory and enforces its share of
-the limit: `rate / workers` and `burst / workers`. Envoy spreads calls round robin over
-the processes, so a user's calls, and so the buckets, are split about evenly; a user
-calling one process directly gets that process's share only. Over the limit, the call
-is refused with RESOURCE_EXHAUSTED, a RetryInfo and `retry-after`.
+Each server process keeps a token bucket per user in memory holding the whole limit
+(`rate` per minute, `burst` at once). Envoy sends every call of one user to the same
+process: it hashes the user (the access token's `sub`, read by a Lua filter) onto the
+healthy processes with Maglev consistent hashing, so one process sees all of a user's
+calls, and when it goes down its users move to the others (whose buckets for them start
+full). See the README's "Per-user request limit" for the trade-offs. Over the limit, the
+call is refused with RESOURCE_EXHAUSTED, a RetryInfo and `retry-after`.
 
 Transcoded REST calls (Envoy sets `x-envoy-original-path`) also get the IETF draft's
 `RateLimit-Limit` (the burst), `RateLimit-Remaining` and `RateLimit-Reset` (seconds until
@@ -17,10 +19,9 @@ headers. Other errors carry no RateLimit-* headers.
 
 `RateLimit-Remaining` is `Decision.remaining`: the whole calls the answering bucket still
 admits right now, so it never promises more than that bucket gives the next call, and a
-refusal always says 0. It is never scaled up to a total over processes: a client pacing
-itself on `Remaining > 0` must not be refused. (With a user's calls spread over N
-per-process buckets it is the answering process's share; with one bucket per user it is
-exact.)
+refusal always says 0. Since Envoy sends all of a user's calls to one process, that
+bucket is the user's whole allowance and the figure is exact; only after the user moves
+to another process (theirs went down) does a fresh, full bucket answer.
 
 Public calls (no Principal: register, login, refresh, health, reflection) pass
 untouched; the credential endpoints have their own throttle (services/throttle.py).
@@ -116,11 +117,10 @@ class RateLimitInterceptor(WrappingInterceptor):
         self,
         per_minute: int,
         burst: int,
-        workers: int,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._buckets = TokenBuckets(per_minute / 60 / workers, max(1.0, burst / workers), clock)
+        self._buckets = TokenBuckets(per_minute / 60, float(burst), clock)
         self._burst = burst
 
     async def around_unary(

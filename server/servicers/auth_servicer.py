@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -39,11 +40,19 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         hasher: PasswordHasher,
         tokens: TokenCodec,
         throttle: Throttle,
+        logged_out: Callable[[uuid.UUID], None] = lambda session_id: None,
     ) -> None:
+        """Translate AuthService calls to `server.services.auth`.
+
+        `logged_out(session_id)` runs after a logout committed: this process's revocation
+        cache takes it at once, before PostgreSQL's NOTIFY comes back (Envoy sends the
+        user's next call to this same process).
+        """
         self._uow = uow
         self._hasher = hasher
         self._tokens = tokens
         self._throttle = throttle
+        self._logged_out = logged_out
 
     async def Register(self, request: auth_pb2.RegisterRequest, context: Context) -> user_pb2.User:
         """Create an account."""
@@ -88,5 +97,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def Logout(self, request: auth_pb2.LogoutRequest, context: Context) -> empty_pb2.Empty:
         """Revoke the caller's session."""
-        await auth.logout(self._uow(), principal.current())
+        caller = principal.current()
+        await auth.logout(self._uow(), caller)
+        self._logged_out(caller.session_id)
         return empty_pb2.Empty()

@@ -13,22 +13,25 @@ async def _status(servicer: health.aio.HealthServicer, service: str) -> int:
     return (await servicer.Check(request, None)).status
 
 
-async def test_status_follows_the_database_probe() -> None:
+async def test_status_follows_the_database() -> None:
     servicer = health.aio.HealthServicer()
-    up = True
-
-    async def probe() -> None:
-        if not up:
-            raise ConnectionError("database down")
-
-    monitor = HealthMonitor(servicer, ["todo.v1.TaskService"], probe, interval_s=0.1)
-    assert await monitor.check_once()
+    monitor = HealthMonitor(servicer, ["todo.v1.TaskService"])
+    await monitor.database_changed(True)
     assert await _status(servicer, "") == SERVING
     assert await _status(servicer, "todo.v1.TaskService") == SERVING
-    up = False
-    assert not await monitor.check_once()
+    await monitor.database_changed(False)
     assert await _status(servicer, "") == NOT_SERVING
     assert await _status(servicer, "todo.v1.TaskService") == NOT_SERVING
-    up = True
-    assert await monitor.check_once()
+    await monitor.database_changed(True)
     assert await _status(servicer, "") == SERVING
+
+
+async def test_draining_is_not_serving_for_good() -> None:
+    servicer = health.aio.HealthServicer()
+    monitor = HealthMonitor(servicer, ["todo.v1.TaskService"])
+    await monitor.database_changed(True)
+    await monitor.drain()
+    assert await _status(servicer, "") == NOT_SERVING
+    await monitor.database_changed(True)  # the database answering does not bring it back
+    assert await _status(servicer, "todo.v1.TaskService") == NOT_SERVING
+    assert not monitor.serving

@@ -108,13 +108,13 @@ def test_missing_tls_files_are_a_config_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("tls", ["plain", "tls", "development"])
 def test_envoy_accepts_the_configuration(tmp_path: Path, tls: str) -> None:
-    # data_dir: Envoy opens the access log there (a fresh clone has no .data/).
+    # data_dir: Envoy opens the access log under it, so it must exist (a clean clone has no .data)
     overrides: dict[str, object] = {
         "cors_origins": ("https://app.example.com",),
         "data_dir": tmp_path,
     }
     if tls == "development":
-        overrides |= {"data_dir": tmp_path, "dev_tls": True}
+        overrides |= {"dev_tls": True}
         devcert.ensure(tmp_path)
     if tls == "tls":
         cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -146,7 +146,7 @@ def test_public_documents_carry_their_own_cors_headers(tmp_path: Path) -> None:
     anchor = "              - match: {prefix: /}\n"
     template = tmp_path / "template.yaml"
     template.write_text(source.replace(anchor, route + anchor))
-    settings = Settings(dev_tls=False, cors_allow_headers=("x-tenant",), data_dir=tmp_path)
+    settings = Settings(data_dir=tmp_path, dev_tls=False, cors_allow_headers=("x-tenant",))
     config = edge.render_envoy_config(settings, template=template)
     options = [cast(dict[str, str], h["header"]) for h in edge.public_cors_headers(["a"])]
     headers = {o["key"]: o["value"] for o in options}

@@ -126,8 +126,8 @@ bench-streams: $(STAMP)  ## Watch capacity and latency, streaming, batchCreate (
 bench-observability: $(STAMP)  ## get-task req/s with observability off, logs+metrics, +tracing (side by side)
 	@$(PY) bench/observability.py
 
-bench-scale: $(STAMP)  ## Query latency with 5M tasks, 1M of them one user's (about 15 min)
-	@$(PY) bench/data_scale.py
+bench-scale: $(STAMP)  ## Query latency with 5M tasks, 1M of them one user's (about 15 min; SCALE_ARGS="--big 100000 --others 400000" for a quick run)
+	@$(PY) bench/data_scale.py $(SCALE_ARGS)
 
 LOCK := $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -q
 

@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
 PROTOS := $(wildcard protos/todo/v1/*.proto)
 
 .PHONY: help venv run test test-unit test-faults test-integration test-e2e generate check-generated \
-        lint buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale \
+        test-pg15 lint buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale \
         bench-observability clean system-deps check-ops lock lock-upgrade deploy-lint image test-install \
         check-openapi fuzz client-ts
 
@@ -95,6 +95,10 @@ run: $(STAMP)  ## Start PostgreSQL (embedded unless DATABASE_URL), the server pr
 
 test: $(STAMP)  ## Run unit, integration and e2e tests (TEST_DATABASE_URL or embedded PostgreSQL)
 	@$(PY) -m pytest
+
+PG15_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+test-pg15: $(STAMP)  ## The whole suite on the machine's PostgreSQL 15 (PG15_URL; a scratch database)
+	@TEST_DATABASE_URL=$(PG15_URL) $(PY) -m pytest
 
 test-unit: $(STAMP)  ## Only the unit tests (fakes, no database)
 	@$(PY) -m pytest tests/unit

@@ -165,12 +165,13 @@ sa.Index(
     "ix_tasks_user_id_lower_title_id", TaskRow.user_id, sa.func.lower(TaskRow.title), TaskRow.id
 )
 sa.Index(
-    "ix_tasks_user_id_remind_at",
+    "ix_tasks_user_id_remind_at_id",
     TaskRow.user_id,
     TaskRow.remind_at,
+    TaskRow.id,
     postgresql_where=sa.text("NOT completed AND remind_at IS NOT NULL"),
 )
-"""Reminders: open tasks by remind_at."""
+"""Reminders: open tasks by remind_at, then id (the query's order, so it stops at its limit)."""
 for _column in (TaskRow.title, TaskRow.description):
     sa.Index(
         f"ix_tasks_{_column.key}_trgm",
@@ -179,6 +180,59 @@ for _column in (TaskRow.title, TaskRow.description):
         postgresql_ops={_column.key: "gin_trgm_ops"},
     )
 """`q`: case-insensitive substring search (ILIKE) on title and description (pg_trgm)."""
+
+
+class TaskCountRow(Base):
+    """A per-user count of tasks (kept by triggers on `tasks`, see migration 0004).
+
+    `dimension` is `total` or `completed` (value ''), `priority` (value '1'..'4'),
+    `category` or `tag` (value the name); `n` may be 0 once no task has it.
+    """
+
+    __tablename__ = "task_counts"
+
+    user_id: orm.Mapped[uuid.UUID] = orm.mapped_column(
+        postgresql.UUID(as_uuid=True),
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    dimension: orm.Mapped[str] = orm.mapped_column(sa.Text, primary_key=True)
+    value: orm.Mapped[str] = orm.mapped_column(sa.Text, primary_key=True)
+    n: orm.Mapped[int] = orm.mapped_column(sa.BigInteger)
+
+
+class TaskTimeCountRow(Base):
+    """Per user and 15-minute bucket: completions (kind 1), open tasks by due date (kind 2)."""
+
+    __tablename__ = "task_time_counts"
+
+    user_id: orm.Mapped[uuid.UUID] = orm.mapped_column(
+        postgresql.UUID(as_uuid=True),
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    kind: orm.Mapped[int] = orm.mapped_column(sa.SmallInteger, primary_key=True)
+    bucket: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), primary_key=True
+    )
+    n: orm.Mapped[int] = orm.mapped_column(sa.BigInteger)
+
+
+class TaskTagRow(Base):
+    """One (task, tag) pair in listing order: a tag filter walks it newest first."""
+
+    __tablename__ = "task_tags"
+
+    user_id: orm.Mapped[uuid.UUID] = orm.mapped_column(
+        postgresql.UUID(as_uuid=True), primary_key=True
+    )
+    tag: orm.Mapped[str] = orm.mapped_column(sa.Text, primary_key=True)
+    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        sa.DateTime(timezone=True), primary_key=True
+    )
+    task_id: orm.Mapped[uuid.UUID] = orm.mapped_column(
+        postgresql.UUID(as_uuid=True), primary_key=True
+    )
 
 
 class TaskChangeRow(Base):

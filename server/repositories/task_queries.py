@@ -51,23 +51,26 @@ def sort_columns(order: tuple[domain.Order, ...]) -> list[SortColumn]:
     return columns
 
 
-_OWNER = sql.SQL("user_id = %(user_id)s")
+OWNER_CONDITION = sql.SQL("user_id = %(user_id)s")
+"""The owner condition, always the first."""
 _COMPLETED = sql.SQL("completed = %(f_completed)s")
 _PRIORITIES = sql.SQL("priority = ANY(%(f_priorities)s::smallint[])")
 _CATEGORY = sql.SQL("category = %(f_category)s")
-_TAGS = sql.SQL("tags @> %(f_tags)s::text[]")
+TAGS_CONDITION = sql.SQL("tags @> %(f_tags)s::text[]")
+"""The tags condition (all of the filter's tags)."""
 _DUE_AFTER = sql.SQL("due_at >= %(f_due_after)s")
 _DUE_BEFORE = sql.SQL("due_at < %(f_due_before)s")
 _OVERDUE = sql.SQL("NOT completed AND due_at < now()")
 _NOT_OVERDUE = sql.SQL("(completed OR due_at IS NULL OR due_at >= now())")
-_Q = sql.SQL("(title ILIKE %(f_q)s OR description ILIKE %(f_q)s)")
+Q_CONDITION = sql.SQL("(title ILIKE %(f_q)s OR description ILIKE %(f_q)s)")
+"""The `q` condition; filter_conditions puts it last."""
 
 
 def filter_conditions(
     user_id: uuid.UUID, f: domain.TaskFilter
 ) -> tuple[list[sql.Composable], dict[str, Any]]:
     """WHERE conditions (ANDed) and their parameters for the owner and a filter."""
-    conditions: list[sql.Composable] = [_OWNER]
+    conditions: list[sql.Composable] = [OWNER_CONDITION]
     params: dict[str, Any] = {"user_id": user_id}
     if f.completed is not None:
         conditions.append(_COMPLETED)
@@ -79,7 +82,7 @@ def filter_conditions(
         conditions.append(_CATEGORY)
         params["f_category"] = f.category
     if f.tags:
-        conditions.append(_TAGS)
+        conditions.append(TAGS_CONDITION)
         params["f_tags"] = list(f.tags)
     if f.due_after is not None:
         conditions.append(_DUE_AFTER)
@@ -92,7 +95,7 @@ def filter_conditions(
     elif f.overdue is False:
         conditions.append(_NOT_OVERDUE)
     if f.q:
-        conditions.append(_Q)
+        conditions.append(Q_CONDITION)
         params["f_q"] = "%" + _escape_like(f.q) + "%"
     return conditions, params
 

@@ -47,19 +47,70 @@ _FIRST_PAGE = sql.SQL("""
 SELECT c.total, p.*
 FROM (
     SELECT count(*) FROM (
-        SELECT FROM tasks WHERE {where} ORDER BY {order} LIMIT %(count_cap)s
+        SELECT FROM {count_from} LIMIT %(count_cap)s
     ) AS m
 ) AS c (total)
 LEFT JOIN (
-    SELECT {columns}, {sorts} FROM tasks WHERE {where} ORDER BY {order} LIMIT %(limit)s
+    SELECT {columns}, {sorts} FROM {source} WHERE {where} ORDER BY {order} LIMIT %(limit)s
 ) AS p ON true
 ORDER BY {outer_order}
 """)
 """A page and its match count (up to COUNT_CAP) in one round trip (one row even if empty).
 
 The count walks the page's own order, so it uses the listing's index (and stops at the
-cap) rather than scanning other users' rows.
+cap) rather than scanning other users' rows; with a due-date range it has no order, so
+its plan is chosen apart from the page's: a range scan of the due-date index. A filter on
+one tag alone counts `task_tags` entries (an index-only scan), without joining the tasks.
 """
+
+_TAG_COUNT = sql.SQL("task_tags WHERE user_id = %(user_id)s AND tag = %(f_walk_tag)s")
+
+_TASKS = sql.Identifier("tasks")
+
+_FROM_TAGS = {"id": "task_id", "created_at": "created_at", "user_id": "user_id"}
+
+_TAG_WALK = sql.SQL("""(
+    SELECT {columns} FROM task_tags AS tt
+    JOIN tasks AS t ON t.id = tt.task_id AND t.user_id = tt.user_id
+    WHERE tt.tag = %(f_walk_tag)s
+) AS tasks""").format(
+    columns=sql.SQL(", ").join(
+        sql.SQL("{} AS {}").format(sql.Identifier("tt", _FROM_TAGS[name]), sql.Identifier(name))
+        if name in _FROM_TAGS
+        else sql.Identifier("t", name)
+        for name in (*task_rows.NAMES, *(() if "user_id" in task_rows.NAMES else ("user_id",)))
+    )
+)
+"""The user's tasks carrying one tag, as a `tasks` look-alike whose `created_at` and `id`
+come from `task_tags`: the newest-first listing walks its primary key and stops at the page."""
+
+WALK = 2_000
+"""How many of the listing's rows a `q` page scans before falling back to the trigram index."""
+
+_Q_WALK = sql.SQL("""
+SELECT NULL AS total, w.* FROM (
+    SELECT {columns}, {sorts}, {q} AS matched FROM {source} WHERE {where}
+    ORDER BY {order} LIMIT %(walk)s
+) AS w
+WHERE w.matched ORDER BY {w_order} LIMIT %(limit)s
+""")
+"""Step one of `q`: the matches among the next WALK rows in listing order (walked without the
+`q` condition, so on the listing's index; the walk stops as soon as the page is full)."""
+
+_Q_FALLBACK = sql.SQL("""
+WITH m AS MATERIALIZED (SELECT {columns}, {sorts} FROM {source} WHERE {where})
+SELECT c.total, p.*
+FROM (SELECT count(*) FROM (SELECT FROM m LIMIT %(count_cap)s) AS x) AS c (total)
+LEFT JOIN (SELECT * FROM m ORDER BY {m_order} LIMIT %(limit)s) AS p ON true
+ORDER BY {outer_order}
+""")
+"""Step two of `q`, for terms too rare for the walk: every match (found through the trigram
+indexes, planned on their own), sorted; the page and the count (up to COUNT_CAP)."""
+
+_COUNT = sql.SQL("""
+SELECT count(*) FROM (SELECT FROM {source} WHERE {where} ORDER BY {order} LIMIT %(count_cap)s) AS m
+""")
+"""The match count (up to COUNT_CAP) alone, walking the listing's order."""
 
 _ESTIMATE = sql.SQL("EXPLAIN (FORMAT JSON) SELECT FROM tasks WHERE {where}")
 """The planner's estimate of the matches, for counts beyond COUNT_CAP."""
@@ -68,15 +119,10 @@ COUNT_CAP = 1_000
 """Up to this many matches, total_size is exact; beyond it, the planner's estimate."""
 
 _NEXT_PAGE = sql.SQL("""
-SELECT NULL AS total, {columns}, {sorts} FROM tasks WHERE {where} AND {after} ORDER BY {order}
+SELECT NULL AS total, {columns}, {sorts} FROM {source} WHERE {where} ORDER BY {order}
 LIMIT %(limit)s
 """)
 """A later page; its total comes from the page token."""
-
-TAGS = """
-SELECT tag, count(*) FROM tasks CROSS JOIN LATERAL unnest(tags) AS tag
-WHERE user_id = %s GROUP BY tag ORDER BY tag
-"""
 
 REMINDERS = """
 SELECT id, title, remind_at, due_at FROM tasks
@@ -189,30 +235,97 @@ class PgTasksRepository:
         columns = task_queries.sort_columns(query.order)
         conditions, params = task_queries.filter_conditions(user_id, query.filter)
         params.update(limit=page_size + 1, count_cap=COUNT_CAP + 1)
-        where = task_queries.where(conditions)
+        estimate_where = task_queries.where(conditions)
+        source: sql.Composable = _TASKS
+        if query.filter.tags and query.order == domain.DEFAULT_ORDER:
+            source = _TAG_WALK
+            params["f_walk_tag"] = query.filter.tags[0]
+            if len(query.filter.tags) == 1:  # the walk is the condition: no GIN plan to pick
+                conditions.remove(task_queries.TAGS_CONDITION)
+        if after is not None:
+            condition, after_params = task_queries.after_condition(columns, after)
+            conditions.append(condition)
+            params.update(after_params)
         parts = {
             "columns": _COLUMNS,
             "sorts": sql.SQL(", ").join(
                 sql.SQL("{} AS {}").format(c.expression, sql.Identifier(f"s{i}"))
                 for i, c in enumerate(columns)
             ),
-            "where": where,
+            "where": task_queries.where(conditions),
             "order": task_queries.order_clause(columns),
+            "source": source,
         }
-        if after is None and count:
-            outer = task_queries.order_clause(columns, prefix="p")
-            statement = _FIRST_PAGE.format(**parts, outer_order=outer)
+        first = after is None and count
+        if query.filter.q:
+            return await self._q_page(
+                parts, conditions, estimate_where, params, columns, page_size, after, count
+            )
+        if first:
+            due_range = query.filter.due_after is not None or query.filter.due_before is not None
+            count_from: sql.Composable = sql.SQL("{} WHERE {} {}").format(
+                source,
+                parts["where"],
+                sql.SQL("") if due_range else sql.SQL("ORDER BY {}").format(parts["order"]),
+            )
+            if source is _TAG_WALK and conditions == [task_queries.OWNER_CONDITION]:
+                count_from = _TAG_COUNT
+            statement = _FIRST_PAGE.format(
+                **parts,
+                count_from=count_from,
+                outer_order=task_queries.order_clause(columns, prefix="p"),
+            )
         else:
-            condition: sql.Composable = sql.SQL("true")
-            if after is not None:
-                condition, after_params = task_queries.after_condition(columns, after)
-                params.update(after_params)
-            statement = _NEXT_PAGE.format(**parts, after=condition)
+            statement = _NEXT_PAGE.format(**parts)
         raw = await self._db.fetch_all(task_rows.text(statement), params)
         total = after.total_size if after else (raw[0][0] if raw and count else 0)
         if total > COUNT_CAP and after is None:
-            total = await self._estimate(where, params)
+            total = await self._estimate(estimate_where, params)
         rows = [row for row in raw if row[1] is not None]  # the empty page's one row: no task
+        return _page(rows, page_size, len(columns), total)
+
+    async def _q_page(
+        self,
+        parts: dict[str, Any],
+        conditions: list[sql.Composable],
+        estimate_where: sql.Composable,
+        params: dict[str, Any],
+        columns: list[task_queries.SortColumn],
+        page_size: int,
+        after: domain.PageCursor | None,
+        count: bool,
+    ) -> domain.TaskPage:
+        """A `q` page in two steps: walk the listing, else the trigram indexes (see _Q_WALK)."""
+        walk = max(WALK, 4 * (page_size + 1))
+        q_index = conditions.index(task_queries.Q_CONDITION)
+        rest = conditions[:q_index] + conditions[q_index + 1 :]
+        statement = _Q_WALK.format(
+            **{
+                **parts,
+                "where": task_queries.where(rest),
+                "q": task_queries.Q_CONDITION,
+                "w_order": task_queries.order_clause(columns, prefix="w"),
+            }
+        )
+        rows = await self._db.fetch_all(task_rows.text(statement), {**params, "walk": walk})
+        first = after is None and count
+        if len(rows) > page_size:  # the walk filled the page
+            total = after.total_size if after else 0
+            if first:
+                count_statement = _COUNT.format(**parts)
+                row = await self._db.fetch_one(task_rows.text(count_statement), params)
+                total = row[0] if row else 0
+        else:  # it ran dry (or the matches ran out): step two finds every remaining match
+            statement = _Q_FALLBACK.format(
+                **parts,
+                m_order=task_queries.order_clause(columns, prefix="m"),
+                outer_order=task_queries.order_clause(columns, prefix="p"),
+            )
+            raw = await self._db.fetch_all(task_rows.text(statement), params)
+            rows = [row for row in raw if row[1] is not None]
+            total = after.total_size if after else (raw[0][0] if raw and first else 0)
+        if total > COUNT_CAP and first:
+            total = await self._estimate(estimate_where, params)
         return _page(rows, page_size, len(columns), total)
 
     async def _estimate(self, where: sql.Composable, params: dict[str, Any]) -> int:
@@ -222,13 +335,20 @@ class PgTasksRepository:
 
     async def stats(self, user_id: uuid.UUID, task_filter: domain.TaskFilter) -> domain.TaskStats:
         """Counts over the user's tasks that match the filter, in their time zone."""
+        if task_filter == domain.TaskFilter():
+            rows = await self._db.fetch_all(
+                task_stats.AGGREGATES,
+                {"user_id": user_id, "days": domain.COMPLETED_PER_DAY_DAYS},
+            )
+            return task_stats.from_aggregates(rows)
         conditions, params = task_queries.filter_conditions(user_id, task_filter)
         rows = await self._db.fetch_all(task_rows.text(task_stats.statement(conditions)), params)
         return task_stats.to_stats(rows)
 
     async def tags(self, user_id: uuid.UUID) -> list[tuple[str, int]]:
         """Every tag the user's tasks carry, by name, with how many carry it."""
-        return [(row[0], row[1]) for row in await self._db.fetch_all(TAGS, (user_id,))]
+        rows = await self._db.fetch_all(task_stats.TAGS, (user_id,))
+        return [(row[0], int(row[1])) for row in rows]
 
     async def reminders(
         self, user_id: uuid.UUID, window: dt.timedelta, limit: int

@@ -5,7 +5,17 @@ from alembic import autogenerate, migration
 
 from server.db import database, models
 
-TABLES = {"users", "sessions", "tasks", "rate_limits", "task_changes", "idempotency_keys"}
+TABLES = {
+    "users",
+    "sessions",
+    "tasks",
+    "rate_limits",
+    "task_changes",
+    "idempotency_keys",
+    "task_counts",
+    "task_time_counts",
+    "task_tags",
+}
 
 
 def _tables(url: str) -> set[str]:

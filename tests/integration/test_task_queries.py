@@ -14,6 +14,7 @@ import pytest
 
 from server import domain
 from server.db import executor
+from server.repositories import tasks
 from server.repositories.tasks import PgTasksRepository
 from server.services import queries
 
@@ -145,6 +146,10 @@ FILTERS: list[tuple[domain.TaskFilter, Callable[[domain.Task], bool]]] = [
     (queries.make_filter(q="r_s"), lambda t: "r_s" in t.title),
     (queries.make_filter(q="%"), lambda t: "%" in t.title),
     (
+        queries.make_filter(q="milk", tags=["a"]),
+        lambda t: "milk" in t.description and "a" in t.tags,
+    ),
+    (
         queries.make_filter(completed=False, category="work", tags=["a"]),
         lambda t: not t.completed and t.category == "work" and "a" in t.tags,
     ),
@@ -167,6 +172,50 @@ async def test_filters_select_exactly_the_matching_tasks(
     assert [t.id for t in got] == [t.id for t in want]
     first = await tasks_repo.list_page(user.id, query, 7, None)
     assert first.total_size == len(want)
+
+
+Q_FILTERS = [(f, e) for f, e in FILTERS if f.q]
+
+
+@pytest.mark.parametrize(("task_filter", "expected"), Q_FILTERS)
+@pytest.mark.parametrize("size", [1, 3])
+@pytest.mark.parametrize("order_by", ["", "due_at desc, priority, created_at"])
+async def test_q_falls_back_to_the_trigram_path_when_the_walk_runs_dry(
+    tasks_repo: PgTasksRepository,
+    user: domain.User,
+    dataset: list[domain.Task],
+    monkeypatch: pytest.MonkeyPatch,
+    task_filter: domain.TaskFilter,
+    expected: Callable[[domain.Task], bool],
+    size: int,
+    order_by: str,
+) -> None:
+    """A walk of 4 * (size + 1) rows over 30 tasks: rare terms need step two, common ones not."""
+    monkeypatch.setattr(tasks, "WALK", 1)
+    query = domain.TaskQuery(task_filter, queries.parse_order_by(order_by))
+    got = await walk(tasks_repo, user.id, query, size)
+    want = sorted((t for t in dataset if expected(t)), key=sort_key(query.order))
+    assert [t.id for t in got] == [t.id for t in want]
+    first = await tasks_repo.list_page(user.id, query, size, None)
+    assert first.total_size == len(want)
+
+
+async def test_a_tag_filter_follows_tag_changes_and_deletions(
+    tasks_repo: PgTasksRepository, user: domain.User, dataset: list[domain.Task]
+) -> None:
+    """The tag walk (task_tags) sees a tag added, a tag removed and a task deleted."""
+    plain = next(t for t in dataset if not t.tags)
+    tagged = [t for t in dataset if "a" in t.tags]
+    patch = domain.TaskPatch(domain.TaskFields(title="x", tags=("a", "z")), frozenset({"tags"}))
+    await tasks_repo.update(user.id, plain.id, patch, None)
+    untag = domain.TaskPatch(domain.TaskFields(title="x", tags=("b",)), frozenset({"tags"}))
+    await tasks_repo.update(user.id, tagged[0].id, untag, None)
+    await tasks_repo.delete(user.id, tagged[1].id)
+    query = domain.TaskQuery(queries.make_filter(tags=["a"]))
+    got = {t.id for t in await walk(tasks_repo, user.id, query, 4)}
+    assert got == {plain.id, *(t.id for t in tagged[2:])}
+    assert (await tasks_repo.list_page(user.id, query, 4, None)).total_size == len(got)
+    assert ("z", 1) in await tasks_repo.tags(user.id)
 
 
 async def test_pages_stay_consistent_while_tasks_change(

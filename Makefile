@@ -14,8 +14,9 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/generated
 PROTOS := $(wildcard protos/todo/v1/*.proto)
 
 .PHONY: help venv run test test-unit test-faults test-integration test-e2e generate check-generated \
-        lint buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale \
-        bench-observability clean system-deps check-ops lock lock-upgrade deploy-lint image test-install
+        test-pg15 lint buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale \
+        bench-observability bench-login-flood clean system-deps check-ops lock lock-upgrade \
+        deploy-lint image test-install check-openapi fuzz client-ts
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,19 +43,23 @@ third_party/googleapis/google/api: $(STAMP)
 	@SP=$$($(PY) -c "import site;print(site.getsitepackages()[0])"); \
 	mkdir -p third_party/googleapis/google && for d in api rpc; do ln -sfn "$$SP/google/$$d" third_party/googleapis/google/$$d; done
 
-generate: $(STAMP)  ## Regenerate generated/ and server/envoy/todo.binpb from protos/
-	@echo "==> generating Python stubs and the Envoy descriptor set"
+generate: $(STAMP)  ## Regenerate generated/, server/envoy/todo.binpb and server/docs/openapi.* from protos/
+	@echo "==> generating Python stubs, the Envoy descriptor set and the OpenAPI document"
 	@SP=$$($(PY) -c "import site;print(site.getsitepackages()[0])"); \
 	rm -rf generated/todo && mkdir -p generated && \
 	$(PY) -m grpc_tools.protoc -I protos -I "$$SP" --python_out=generated --pyi_out=generated \
 	  --grpc_python_out=generated $(PROTOS) && \
 	$(PY) -m grpc_tools.protoc -I protos -I "$$SP" --include_imports --include_source_info \
-	  --descriptor_set_out=server/envoy/todo.binpb $(PROTOS) google/rpc/status.proto google/rpc/error_details.proto
+	  --descriptor_set_out=server/envoy/todo.binpb $(PROTOS) google/rpc/status.proto google/rpc/error_details.proto && \
+	$(PY) -m server.openapi server/docs
 
-check-generated: generate  ## Fail if generated/ or server/envoy/todo.binpb differ from protos/
-	@git diff --exit-code --stat -- generated server/envoy/todo.binpb && \
-	test -z "$$(git status --porcelain -- generated server/envoy/todo.binpb)" || \
+check-generated: generate  ## Fail if generated/, server/envoy/todo.binpb or server/docs/openapi.* differ from protos/
+	@git diff --exit-code --stat -- generated server/envoy/todo.binpb server/docs/openapi.json server/docs/openapi.yaml && \
+	test -z "$$(git status --porcelain -- generated server/envoy/todo.binpb server/docs/openapi.json server/docs/openapi.yaml)" || \
 	  { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
+
+check-openapi: $(STAMP)  ## Validate server/docs/openapi.{json,yaml} with openapi-spec-validator (OpenAPI 3.1)
+	@$(VENV)/bin/openapi-spec-validator server/docs/openapi.json server/docs/openapi.yaml
 
 buf-lint: $(BUF) third_party/googleapis/google/api  ## buf lint the protos
 	@$(BUF) lint
@@ -74,7 +79,8 @@ lint: $(STAMP) buf-lint  ## ruff, mypy (--strict on server/, relaxed on tests/ a
 	@$(VENV)/bin/mypy server
 	@$(VENV)/bin/mypy tests
 	@cd bench && MYPYPATH=$(CURDIR):$(CURDIR)/generated ../$(VENV)/bin/mypy --config-file ../pyproject.toml \
-	  stack.py throughput.py streams.py data_scale.py observability.py observability_overhead.py text_safety.py
+	  stack.py throughput.py streams.py data_scale.py observability.py observability_overhead.py text_safety.py \
+	  login_flood.py
 
 check-ops: $(STAMP)  ## promtool check + test the alert rules; dashboard/rules name only real metrics
 	@command -v promtool >/dev/null || { echo "promtool not found: make system-deps (Debian prometheus)"; exit 1; }
@@ -91,6 +97,10 @@ run: $(STAMP)  ## Start PostgreSQL (embedded unless DATABASE_URL), the server pr
 test: $(STAMP)  ## Run unit, integration and e2e tests (TEST_DATABASE_URL or embedded PostgreSQL)
 	@$(PY) -m pytest
 
+PG15_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+test-pg15: $(STAMP)  ## The whole suite on the machine's PostgreSQL 15 (PG15_URL; a scratch database)
+	@TEST_DATABASE_URL=$(PG15_URL) $(PY) -m pytest
+
 test-unit: $(STAMP)  ## Only the unit tests (fakes, no database)
 	@$(PY) -m pytest tests/unit
 
@@ -103,6 +113,15 @@ test-e2e: $(STAMP)  ## Only the end-to-end tests (marker `e2e`: real processes a
 test-faults: $(STAMP)  ## Fault tests: PostgreSQL restarts, kill -9, drains, pool exhaustion, per-user limit (~4 min)
 	@$(PY) -m pytest -m faults tests/faults -rA
 
+fuzz: $(STAMP)  ## schemathesis through Envoy, longer than make test's run (TODO_FUZZ_EXAMPLES=100)
+	@TODO_FUZZ_EXAMPLES=$${TODO_FUZZ_EXAMPLES:-100} TODO_FUZZ_SEED=$${TODO_FUZZ_SEED:-$$RANDOM} \
+	  $(PY) -m pytest -p no:cacheprovider tests/e2e/test_fuzz.py -v
+
+client-ts:  ## Generate and type-check the TypeScript client from server/docs/openapi.json
+	@cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && \
+	  npm run --silent generate && npm run --silent build && \
+	  echo "==> clients/typescript/generated/schema.d.ts type-checks; run: node clients/typescript/build/src/flow.js URL"
+
 bench: $(STAMP)  ## Throughput: REST vs gRPC vs a trivial RPC, side by side (bench/README.md)
 	@$(PY) bench/throughput.py
 
@@ -114,6 +133,9 @@ bench-observability: $(STAMP)  ## get-task req/s with observability off, logs+me
 
 bench-scale: $(STAMP)  ## Query latency with 5M tasks, 1M of them one user's (about 15 min; SCALE_ARGS="--big 100000 --others 400000" for a quick run)
 	@$(PY) bench/data_scale.py $(SCALE_ARGS)
+
+bench-login-flood: $(STAMP)  ## Get latency during wrong-password login floods of 4/16/64 connections (about 2 min)
+	@$(PY) bench/login_flood.py
 
 LOCK := $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -q
 

@@ -46,6 +46,7 @@ from server.adapters.revocation_barrier import RevocationBarrier
 from server.adapters.revocations import SessionRevocations
 from server.adapters.session_check import DatabaseSessionCheck
 from server.adapters.unit_of_work import UnitOfWork
+from server.auth.hash_pool import HashPool
 from server.auth.passwords import PasswordHasher
 from server.auth.tokens import LEEWAY_S, TokenCodec
 from server.config import Settings
@@ -140,7 +141,8 @@ async def create_server(
         ReadRetryInterceptor(read_methods(_services()), availability.confirm),
     ]
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
-    _add_servicers(server, settings, tokens, uow, feed, revocations)
+    hasher = PasswordHasher(settings.bcrypt_rounds, _hash_pool(settings, stack))
+    _add_servicers(server, settings, tokens, hasher, uow, feed, revocations)
     monitor = await _add_health(server, stack, availability)
     _background(stack, _drain_when(stopping, monitor, feed) if stopping else None)
     if settings.reflection_enabled:
@@ -178,11 +180,11 @@ def _add_servicers(
     server: grpc.aio.Server,
     settings: Settings,
     tokens: TokenCodec,
+    hasher: PasswordHasher,
     uow: Callable[[], UnitOfWorkPort],
     feed: ChangeFeed,
     revocations: SessionRevocations,
 ) -> None:
-    hasher = PasswordHasher(settings.bcrypt_rounds)
     throttle = Throttle(Limits.from_settings(settings))
     auth_pb2_grpc.add_AuthServiceServicer_to_server(
         AuthServicer(uow, hasher, tokens, throttle, revocations.revoked_here), server
@@ -196,6 +198,19 @@ def _add_servicers(
         settings.watch_heartbeat_s,
     )
     task_service_pb2_grpc.add_TaskServiceServicer_to_server(task_servicer, server)
+
+
+def _hash_pool(settings: Settings, stack: contextlib.AsyncExitStack) -> HashPool:
+    """The process's password-hashing threads: few, low-priority, with a short queue."""
+    pool = HashPool(
+        slots=settings.hash_slots,
+        queue=settings.hash_queue,
+        max_wait_s=settings.hash_max_wait_ms / 1000,
+        priority=settings.hash_priority,
+        processes=settings.hash_processes,
+    )
+    stack.callback(pool.close)
+    return pool
 
 
 def _background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None] | None) -> None:

@@ -99,6 +99,30 @@ class Settings:
     bcrypt_rounds: int = 12
     """bcrypt cost factor (4 to 31)."""
 
+    hash_concurrency: int = 0
+    """Password hashes (register, login, change password) one server process runs at once,
+    each on its own low-priority thread; 0: the cores divided by `workers`, at least 1
+    (see `hash_slots`)."""
+
+    hash_queue: int = 2
+    """Hashes that may wait for a free slot in one server process; any more are refused at
+    once (429 PASSWORD_CHECKS_BUSY with Retry-After), whatever the password."""
+
+    hash_max_wait_ms: int = 500
+    """Longest a hash waits in that queue before it is refused the same way."""
+
+    hash_priority: Literal["idle", "low", "normal"] = "idle"
+    """CPU priority of the hashing threads (Linux schedules each thread by its own):
+    `idle` (SCHED_IDLE: they get only CPU no other thread wants, and give it up the
+    moment a request needs it), `low` (niceness 19) or `normal` (the request path's)."""
+
+    hash_processes: bool = True
+    """Hash in `hash_slots` child processes of each server process (spawned on first
+    use) rather than threads: a low-priority thread that the kernel holds back while it
+    owns Python's GIL would stall the request path too; a process shares no GIL. With a
+    priority below `normal`, each child also starts its own session, whose autogroup it
+    makes nice 19, so hashing does not spend the server's own share of a busy machine."""
+
     db_pool_min: int = 2
     """Connections each server process keeps open."""
 
@@ -234,6 +258,7 @@ class Settings:
             raise ConfigError("TODO_JWT_SECRET must be set to a real secret in production")
         if not 4 <= self.bcrypt_rounds <= 31:
             raise ConfigError("TODO_BCRYPT_ROUNDS must be between 4 and 31")
+        self._check_hashing()
         if self.workers < 1:
             raise ConfigError("TODO_WORKERS must be at least 1")
         if not 1 <= self.db_pool_min <= self.db_pool_max:
@@ -271,6 +296,15 @@ class Settings:
                 raise ConfigError(f"{name} must not be negative (0 turns it off)")
         if self.user_rate_burst < 1 or self.throttle_period_s < 1:
             raise ConfigError("TODO_USER_RATE_BURST and TODO_THROTTLE_PERIOD_S must be >= 1")
+
+    def _check_hashing(self) -> None:
+        if self.hash_concurrency < 0 or self.hash_queue < 0 or self.hash_max_wait_ms < 0:
+            raise ConfigError(
+                "TODO_HASH_CONCURRENCY, TODO_HASH_QUEUE and TODO_HASH_MAX_WAIT_MS must not be "
+                "negative"
+            )
+        if self.hash_priority not in ("idle", "low", "normal"):
+            raise ConfigError("TODO_HASH_PRIORITY must be idle, low or normal")
 
     def _check_edge(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
@@ -332,6 +366,17 @@ class Settings:
     def tls_enabled(self) -> bool:
         """Whether Envoy's listener serves TLS."""
         return self.tls_cert_file is not None and self.tls_key_file is not None
+
+    @property
+    def hash_slots(self) -> int:
+        """Hashes one server process runs at once.
+
+        `hash_concurrency`, or else the process's share of the cores, so that all the
+        processes together can fill every idle core.
+        """
+        if self.hash_concurrency > 0:
+            return self.hash_concurrency
+        return max(1, (os.cpu_count() or 1) // self.workers)
 
     @property
     def dev_tls_enabled(self) -> bool:

@@ -8,6 +8,7 @@ their alias.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import json
 import os
@@ -27,6 +28,13 @@ ENVOY_SERVICE_NAME = "todo-envoy"
 """`service.name` of Envoy's spans."""
 HSTS = "max-age=31536000"
 """Strict-Transport-Security, sent only when Envoy serves TLS (one year, this host only)."""
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+"""The /docs page's Content-Security-Policy: Swagger UI's scripts, styles and the API from
+this origin only (its icons are data: URIs); no inline script. API routes keep
+`default-src 'none'`."""
 
 CORS_ALLOW_HEADERS = (
     # what the API itself reads
@@ -218,6 +226,31 @@ def public_cors_headers(allow_headers: Sequence[str]) -> list[dict[str, object]]
     ]
 
 
+DOCUMENT_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "json": "application/json",
+    "yaml": "application/yaml",
+}
+"""Content types of the files the docs routes serve, by the `headers_<kind>` placeholder."""
+
+
+def _document_headers(allow_headers: Sequence[str]) -> dict[str, list[dict[str, object]]]:
+    """`headers_<kind>`: a docs route's response headers, its content type and public CORS."""
+    cors = public_cors_headers(allow_headers)
+    return {
+        f"headers_{kind}": [
+            {
+                "header": {"key": "content-type", "value": content_type},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            },
+            *cors,
+        ]
+        for kind, content_type in DOCUMENT_TYPES.items()
+    }
+
+
 def codec_header_limit_kb(limit_kb: int) -> int:
     """Envoy's codec limit on a request header block: a backstop above the configured limit.
 
@@ -237,6 +270,30 @@ def _global_mutations(settings: Settings) -> dict[str, object]:
             {"append": {"header": hsts, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
         ]
     }
+
+
+def _docs_files() -> dict[str, str]:
+    """Absolute paths of the files Envoy serves at /docs and /openapi.{json,yaml}.
+
+    Swagger UI comes from the swagger-ui-py wheel's packaged assets (a pinned dependency);
+    the page, its start-up script and the generated document from `server/docs/` (package
+    data, so an installed wheel serves them too).
+    """
+    spec = importlib.util.find_spec("swagger_ui")  # located, not imported (its glue needs jinja2)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("swagger-ui-py is not installed (make venv)")
+    assets = Path(next(iter(spec.submodule_search_locations))) / "static"
+    docs = Path(__file__).resolve().parent / "docs"
+    files = {
+        "docs_index_html": docs / "index.html",
+        "docs_js": docs / "docs.js",
+        "docs_css": docs / "docs.css",
+        "swagger_ui_js": assets / "swagger-ui-bundle.js",
+        "swagger_ui_css": assets / "swagger-ui.css",
+        "openapi_json": docs / "openapi.json",
+        "openapi_yaml": docs / "openapi.yaml",
+    }
+    return {name: str(path.resolve()) for name, path in files.items()}
 
 
 def render_envoy_config(
@@ -314,6 +371,9 @@ def render_envoy_config(
         "global_mutations": _global_mutations(settings),
         "access_log_path": str(_absolute(settings.envoy_access_log_path)),
         **_tracing(settings),
+        "docs_csp": DOCS_CSP,
+        **_docs_files(),
+        **_document_headers(allow_headers),
     }
     filled = {k: json.dumps(v) for k, v in values.items()}
     filled["plaintext_chain"] = PLAINTEXT_CHAIN if beside_plain else "null"

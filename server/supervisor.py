@@ -216,6 +216,8 @@ class _Cluster:
             scheme, grpc_kind = ("https", "TLS") if s.tls_enabled else ("http", "h2c")
             lines[:0] = [
                 f"REST:  {scheme}://{s.envoy_host}:{s.envoy_port}/api/v1/...",
+                f"docs:  {scheme}://{s.envoy_host}:{s.envoy_port}/docs"
+                f" (OpenAPI: {scheme}://{s.envoy_host}:{s.envoy_port}/openapi.json)",
                 f"gRPC:  {s.envoy_host}:{s.envoy_port} ({grpc_kind}, through Envoy)",
                 f"health: {scheme}://{s.envoy_host}:{s.envoy_port}/healthz",
                 *_browser_lines(s),

@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 
 from server.auth import passwords
+from server.auth.hash_pool import HashPool
 from server.cli.progress import Progress
 from server.config import ConfigError, Settings
 from server.db import database
@@ -93,7 +94,7 @@ def seed_command(settings: Settings, args: argparse.Namespace) -> int:
     with database.open_database(settings) as url:
         database.prepare_schema(url, migrate=False)
         print(f"==> seeding {database.describe(url)}", flush=True)
-        hashed = asyncio.run(passwords.PasswordHasher(settings.bcrypt_rounds).hash(password))
+        hashed = asyncio.run(_hash(settings.bcrypt_rounds, password))
         with psycopg.connect(url, autocommit=True) as connection:
             created = _seed_users(connection, args.users, hashed)
             added = _seed_tasks(connection, args.users, args.tasks)
@@ -103,6 +104,15 @@ def seed_command(settings: Settings, args: argparse.Namespace) -> int:
     )
     _print_logins(args.users, args.password)
     return OK
+
+
+async def _hash(rounds: int, password: str) -> str:
+    """One hash, on a one-thread pool at normal priority (a command, not a server)."""
+    pool = HashPool(slots=1, queue=0, max_wait_s=0.0, priority="normal")
+    try:
+        return await passwords.PasswordHasher(rounds, pool).hash(password)
+    finally:
+        pool.close()
 
 
 def demo_emails(count: int) -> list[str]:

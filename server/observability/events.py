@@ -10,7 +10,11 @@
   `token_revoked`, `missing_token`, ...): a bearer or refresh token was refused;
 - `access_denied` (the ErrorInfo reason, lowercased): PERMISSION_DENIED, a user id other
   than the caller's;
-- `password_changed`, `account_deleted` (`ok`): ChangePassword or DeleteUser succeeded.
+- `password_changed`, `account_deleted` (`ok`): ChangePassword or DeleteUser succeeded;
+- `password_hash_shed` (`password_checks_busy`): a password check refused because the
+  process's hashing pool was full (a login flood, `auth/hash_pool.py`). Counted per refusal
+  here and in `todo_rate_limit_refusals_total{reason="password_checks_busy"}`; its log line
+  is the hash pool's own, at most one a second with a count, so a flood cannot flood the log.
 
 `cors_origin_refused` is Envoy's: see the README (Envoy's `cors.origin_invalid` stat and
 access-log field). Lines carry the call context (request id, trace id, rpc, user id when
@@ -34,6 +38,8 @@ ON_SUCCESS = {
     "/todo.v1.UserService/DeleteUser": "account_deleted",
 }
 """Successful RPCs that are security events of their own."""
+PASSWORD_CHECKS_BUSY = "PASSWORD_CHECKS_BUSY"
+"""The ErrorInfo reason of a password check shed by the hash pool."""
 _TOKEN_REASONS = frozenset(
     {
         "MISSING_TOKEN",
@@ -66,12 +72,12 @@ def on_error(method: str, error: errors.DomainError, client_address: str) -> Non
             emit("token_rejected", error.reason.lower(), client_address)
     elif isinstance(error, errors.PermissionDenied):
         emit("access_denied", error.reason.lower(), client_address)
-    elif (
-        isinstance(error, errors.ResourceExhausted)
-        and method == LOGIN
-        and error.reason == "TOO_MANY_ATTEMPTS"
-    ):
-        emit("login_throttled", "too_many_attempts", client_address)
+    elif isinstance(error, errors.ResourceExhausted):
+        if method == LOGIN and error.reason == "TOO_MANY_ATTEMPTS":
+            emit("login_throttled", "too_many_attempts", client_address)
+        elif error.reason == PASSWORD_CHECKS_BUSY:
+            metrics.SECURITY_EVENTS.labels("password_hash_shed", "password_checks_busy").inc()
+            metrics.REFUSALS.labels("password_checks_busy").inc()
 
 
 def on_success(method: str) -> None:

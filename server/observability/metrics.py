@@ -126,7 +126,8 @@ REVOCATION_RELOADS = Counter(
 REFUSALS = Counter(
     "rate_limit_refusals",
     "Calls refused by a limit, by reason (user_rate: per-user request limit; "
-    "throttle_address, throttle_account_address, throttle_account: credential throttles).",
+    "throttle_address, throttle_account_address, throttle_account: credential throttles; "
+    "password_checks_busy: the password hashing pool was full).",
     ["reason"],
     namespace=NAMESPACE,
 )

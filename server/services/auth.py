@@ -4,7 +4,9 @@ A login opens a session (the refresh family). Access tokens carry the
 session id, so revoking the session stops its access and refresh tokens at
 once. A refresh token works once; a reused one revokes its whole session.
 Register, login and refresh are throttled per client address and per account
-(`services/throttle.py`) before any password is hashed or session touched.
+(`services/throttle.py`) before any password is hashed or session touched. When the
+process's password hashing is saturated, register and login are refused (429
+PASSWORD_CHECKS_BUSY) before the throttle counts them: a refused attempt tests nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ async def register(
     password: str,
     name: str,
 ) -> domain.User:
-    """Create an account; the email must be unused."""
+    """Create an account; the email must be unused.
+
+    Raises ResourceExhausted when throttled (TOO_MANY_ATTEMPTS) or when password
+    hashing is saturated (PASSWORD_CHECKS_BUSY).
+    """
     bad: validation.Violations = []
     email = validation.email(email, bad)
     name = validation.name(name, bad)
@@ -42,6 +48,7 @@ async def register(
         bad.extend(exc.violations)
     if bad:
         raise errors.InvalidArgument(bad, reason="INVALID_ACCOUNT")
+    hasher.refuse_if_busy()
     await throttle.check(uow, client_address, account=f"email:{email}")
     password_hash = await hasher.hash(password)
     async with uow:
@@ -59,9 +66,14 @@ async def login(
     email: str,
     password: str,
 ) -> domain.TokenPair:
-    """Check credentials and open a session; one answer for every failure."""
+    """Check credentials and open a session; one answer for every failure.
+
+    Raises ResourceExhausted when throttled (TOO_MANY_ATTEMPTS) or when password
+    hashing is saturated (PASSWORD_CHECKS_BUSY), whatever the password.
+    """
     _require({"email": email, "password": password})
     email = domain.normalize_email(email)
+    hasher.refuse_if_busy()
     await throttle.check(uow, client_address, account=f"email:{email}")
     normalized = passwords.normalized_or_none(password)
     async with uow.autocommit() as reader:

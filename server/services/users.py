@@ -57,10 +57,12 @@ async def change_password(
 ) -> domain.User:
     """Replace the password and revoke every session of the user but the caller's.
 
-    Attempts are throttled like logins, as each one tests a password.
+    Attempts are throttled like logins, as each one tests a password, and refused
+    (ResourceExhausted, PASSWORD_CHECKS_BUSY) when password hashing is saturated.
     """
     owner = access.owner_id(principal, user_id)
     new_normalized = _check_password_fields(current_password, new_password)
+    hasher.refuse_if_busy()
     await throttle.check(uow, client_address, account=f"user:{owner}")
     async with uow.autocommit() as reader:
         stored = await reader.users.get_password_hash(owner)

@@ -131,6 +131,10 @@ def test_migrate_check_and_serve(installed: Installed, postgres_server_url: str)
                 timeout=10,
             )
             assert created.status_code == 201, created.text
+            # The docs page and the document are package data, Swagger UI a runtime dependency.
+            for path in ("/openapi.json", "/docs", "/docs/swagger-ui-bundle.js"):
+                page = httpx.get(f"http://{envoy}{path}", timeout=10)
+                assert page.status_code == 200, path
         finally:
             serve.send_signal(signal.SIGTERM)
             assert serve.wait(timeout=60) == 0, log.read_text()[-3000:]

@@ -124,14 +124,17 @@ def test_seed_accounts_log_in_with_the_printed_password(seeded: str) -> None:
     import asyncio
 
     from server.auth import passwords
+    from server.auth.hash_pool import HashPool
 
     with psycopg.connect(seeded) as connection:
         row = connection.execute(
             "SELECT password_hash FROM users WHERE email = 'demo1@example.com'"
         ).fetchone()
     assert row is not None
-    hasher = passwords.PasswordHasher(4)
+    pool = HashPool(slots=1, queue=0, max_wait_s=0.0, priority="normal")
+    hasher = passwords.PasswordHasher(4, pool)
     assert asyncio.run(hasher.verify(passwords.normalize("demo-password"), row[0]))
+    pool.close()
 
 
 def test_restore_refuses_what_is_not_a_backup(

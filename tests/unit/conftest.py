@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from server import domain
+from server.auth.hash_pool import HashPool
 from server.auth.passwords import PasswordHasher
 from server.auth.tokens import TokenCodec
 from server.config import Settings
@@ -33,8 +35,10 @@ def tokens(settings: Settings) -> TokenCodec:
 
 
 @pytest.fixture
-def hasher() -> PasswordHasher:
-    return PasswordHasher(rounds=4)
+def hasher() -> Iterator[PasswordHasher]:
+    pool = HashPool(slots=2, queue=8, max_wait_s=10.0, priority="normal")
+    yield PasswordHasher(rounds=4, pool=pool)
+    pool.close()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from server import errors
+from server.auth import passwords
 from server.services import auth
 
 CLIENT = "203.0.113.7"
@@ -95,6 +96,9 @@ async def test_the_per_account_limit_spans_addresses(uow, hasher, tokens, thrott
 
 async def test_throttled_login_checks_no_password(uow, tokens, throttle, store) -> None:
     class Hasher:
+        def refuse_if_busy(self) -> None:
+            pass
+
         async def verify(self, normalized, stored):
             raise AssertionError("a throttled attempt must not reach bcrypt")
 
@@ -106,8 +110,46 @@ async def test_throttled_login_checks_no_password(uow, tokens, throttle, store) 
 
 
 class _Refusing:
+    def refuse_if_busy(self) -> None:
+        pass
+
     async def verify(self, normalized, stored):
         return False
+
+
+class _Busy:
+    """A hasher whose pool is full: every hash is refused."""
+
+    def refuse_if_busy(self) -> None:
+        raise passwords.busy()
+
+    async def verify(self, normalized, stored):
+        raise AssertionError("a refused attempt must not reach bcrypt")
+
+    async def hash(self, normalized):
+        raise AssertionError("a refused attempt must not reach bcrypt")
+
+
+@pytest.mark.parametrize("password", ["correct horse", "wrong password", "short"])
+async def test_busy_hashing_refuses_logins_alike_before_the_throttle_counts(
+    uow, hasher, tokens, throttle, store, password
+) -> None:
+    await _register(uow, hasher, throttle)
+    counted = list(store.rate_limits.hits)
+    with pytest.raises(errors.ResourceExhausted) as caught:
+        await _login(uow, _Busy(), tokens, throttle, "ann@example.com", password)
+    assert (caught.value.reason, caught.value.retry_after_s) == ("PASSWORD_CHECKS_BUSY", 1)
+    assert caught.value.message == passwords.busy().message
+    assert store.rate_limits.hits == counted  # a refused attempt tested nothing
+
+
+async def test_busy_hashing_refuses_registration_before_the_throttle_counts(
+    uow, throttle, store
+) -> None:
+    with pytest.raises(errors.ResourceExhausted) as caught:
+        await _register(uow, _Busy(), throttle)
+    assert caught.value.reason == "PASSWORD_CHECKS_BUSY"
+    assert store.rate_limits.hits == []
 
 
 async def test_forged_refresh_tokens_count_against_the_address(uow, tokens, store) -> None:

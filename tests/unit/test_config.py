@@ -72,6 +72,36 @@ def test_the_previous_key_must_differ() -> None:
         Settings(jwt_secret="k" * 40, jwt_previous_secret="k" * 40)
 
 
+def test_hashing_settings_are_parsed_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings.from_env(
+        {
+            "TODO_HASH_CONCURRENCY": "3",
+            "TODO_HASH_QUEUE": "0",
+            "TODO_HASH_MAX_WAIT_MS": "250",
+            "TODO_HASH_PRIORITY": "low",
+            "TODO_HASH_PROCESSES": "false",
+        }
+    )
+    assert (settings.hash_slots, settings.hash_queue, settings.hash_max_wait_ms) == (3, 0, 250)
+    assert (settings.hash_priority, settings.hash_processes) == ("low", False)
+    defaults = Settings()
+    assert (defaults.hash_priority, defaults.hash_processes, defaults.bcrypt_rounds) == (
+        "idle",
+        True,
+        12,
+    )
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert Settings(workers=2).hash_slots == 4  # its share of the cores
+    assert Settings(workers=16).hash_slots == 1
+    for name, value in [
+        ("TODO_HASH_PRIORITY", "realtime"),
+        ("TODO_HASH_QUEUE", "-1"),
+        ("TODO_HASH_MAX_WAIT_MS", "-5"),
+    ]:
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({name: value})
+
+
 def test_production_refuses_the_placeholder_secret() -> None:
     with pytest.raises(ConfigError, match="TODO_JWT_SECRET must be set to a real secret"):
         Settings(environment="production")

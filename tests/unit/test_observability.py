@@ -168,6 +168,11 @@ def test_error_events_by_kind() -> None:
             errors.ResourceExhausted("x", retry_after_s=3, reason="TOO_MANY_ATTEMPTS"),
             "login_throttled",
         ),
+        (
+            "/todo.v1.AuthService/Register",
+            errors.ResourceExhausted("x", retry_after_s=1, reason="PASSWORD_CHECKS_BUSY"),
+            "password_hash_shed",
+        ),
     ]
     for method, error, event in cases:
         before = sum(

@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from server import domain, errors
+from server.auth import passwords
 from server.services import auth, users
 from tests.unit.conftest import make_principal
 
@@ -175,3 +176,31 @@ async def test_delete_removes_the_user_their_tasks_and_sessions(
         await users.get_user(uow(), me, "me")
     again = await _account(uow, hasher, throttle)  # the email is free again
     assert again.id != user.id
+
+
+async def test_busy_hashing_refuses_a_password_change_and_changes_nothing(
+    uow, hasher, throttle, store
+) -> None:
+    user = await _account(uow, hasher, throttle)
+    me = await _session(store, user)
+    stored = await store.users.get_password_hash(user.id)
+    counted = list(store.rate_limits.hits)
+
+    class Busy:
+        def refuse_if_busy(self) -> None:
+            raise passwords.busy()
+
+    with pytest.raises(errors.ResourceExhausted) as caught:
+        await users.change_password(
+            uow(),
+            Busy(),  # type: ignore[arg-type]
+            throttle,
+            me,
+            CLIENT,
+            "me",
+            PASSWORD,
+            "new password",
+        )
+    assert caught.value.reason == "PASSWORD_CHECKS_BUSY"
+    assert store.rate_limits.hits == counted
+    assert await store.users.get_password_hash(user.id) == stored

@@ -33,9 +33,13 @@ class AuthServiceStub:
     Register, Login and Refresh are public; Logout needs a bearer access token
     in the `authorization` metadata (`Bearer <token>`). Register, Login and
     Refresh are throttled per client address and per account: over the limit
-    they return RESOURCE_EXHAUSTED (HTTP 429) with RetryInfo and a
-    `retry-after` (HTTP `Retry-After`) in seconds. Every rpc may also return
-    UNAVAILABLE (database unreachable) and INTERNAL, and INVALID_ARGUMENT
+    they return RESOURCE_EXHAUSTED (HTTP 429, reason TOO_MANY_ATTEMPTS) with
+    RetryInfo and a `retry-after` (HTTP `Retry-After`) in seconds. Register and
+    Login hash a password; when the server is already hashing as many as it
+    allows, they return RESOURCE_EXHAUSTED (HTTP 429, reason
+    PASSWORD_CHECKS_BUSY, the same for any password) with RetryInfo and
+    `retry-after` too, within a fraction of a second. Every rpc may also
+    return UNAVAILABLE (database unreachable) and INTERNAL, and INVALID_ARGUMENT
     (reason INVALID_CHARACTER, BadRequest naming the field) when a text field
     holds NUL or another control character other than tab, line feed and
     carriage return.
@@ -75,9 +79,13 @@ class AuthServiceServicer:
     Register, Login and Refresh are public; Logout needs a bearer access token
     in the `authorization` metadata (`Bearer <token>`). Register, Login and
     Refresh are throttled per client address and per account: over the limit
-    they return RESOURCE_EXHAUSTED (HTTP 429) with RetryInfo and a
-    `retry-after` (HTTP `Retry-After`) in seconds. Every rpc may also return
-    UNAVAILABLE (database unreachable) and INTERNAL, and INVALID_ARGUMENT
+    they return RESOURCE_EXHAUSTED (HTTP 429, reason TOO_MANY_ATTEMPTS) with
+    RetryInfo and a `retry-after` (HTTP `Retry-After`) in seconds. Register and
+    Login hash a password; when the server is already hashing as many as it
+    allows, they return RESOURCE_EXHAUSTED (HTTP 429, reason
+    PASSWORD_CHECKS_BUSY, the same for any password) with RetryInfo and
+    `retry-after` too, within a fraction of a second. Every rpc may also
+    return UNAVAILABLE (database unreachable) and INTERNAL, and INVALID_ARGUMENT
     (reason INVALID_CHARACTER, BadRequest naming the field) when a text field
     holds NUL or another control character other than tab, line feed and
     carriage return.
@@ -88,7 +96,8 @@ class AuthServiceServicer:
 
         Returns OK (HTTP 201) with the new user; INVALID_ARGUMENT for a bad
         email, name or password (BadRequest names each field); ALREADY_EXISTS
-        when the email is taken.
+        when the email is taken; RESOURCE_EXHAUSTED when throttled or when
+        password hashing is saturated (PASSWORD_CHECKS_BUSY).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,7 +107,9 @@ class AuthServiceServicer:
         """Login exchanges an email and password for an access and a refresh token.
 
         Returns OK; INVALID_ARGUMENT when a field is missing; UNAUTHENTICATED
-        with one message for an unknown email and a wrong password.
+        with one message for an unknown email and a wrong password;
+        RESOURCE_EXHAUSTED when throttled or when password hashing is saturated
+        (PASSWORD_CHECKS_BUSY, before the password is looked at).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -162,9 +173,13 @@ class AuthService:
     Register, Login and Refresh are public; Logout needs a bearer access token
     in the `authorization` metadata (`Bearer <token>`). Register, Login and
     Refresh are throttled per client address and per account: over the limit
-    they return RESOURCE_EXHAUSTED (HTTP 429) with RetryInfo and a
-    `retry-after` (HTTP `Retry-After`) in seconds. Every rpc may also return
-    UNAVAILABLE (database unreachable) and INTERNAL, and INVALID_ARGUMENT
+    they return RESOURCE_EXHAUSTED (HTTP 429, reason TOO_MANY_ATTEMPTS) with
+    RetryInfo and a `retry-after` (HTTP `Retry-After`) in seconds. Register and
+    Login hash a password; when the server is already hashing as many as it
+    allows, they return RESOURCE_EXHAUSTED (HTTP 429, reason
+    PASSWORD_CHECKS_BUSY, the same for any password) with RetryInfo and
+    `retry-after` too, within a fraction of a second. Every rpc may also
+    return UNAVAILABLE (database unreachable) and INTERNAL, and INVALID_ARGUMENT
     (reason INVALID_CHARACTER, BadRequest naming the field) when a text field
     holds NUL or another control character other than tab, line feed and
     carriage return.

@@ -112,7 +112,8 @@ class UserServiceServicer:
         Returns OK (HTTP 200) with the user; INVALID_ARGUMENT naming
         `current_password` when it is wrong (reason INCORRECT_PASSWORD) and
         `new_password` when it breaks the password rules; RESOURCE_EXHAUSTED when
-        too many attempts came from this account or address; PERMISSION_DENIED;
+        too many attempts came from this account or address (TOO_MANY_ATTEMPTS)
+        or password hashing is saturated (PASSWORD_CHECKS_BUSY); PERMISSION_DENIED;
         NOT_FOUND if the account was deleted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

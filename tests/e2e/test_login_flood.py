@@ -1,0 +1,156 @@
+"""A login flood against a stack whose password hashing is small enough to saturate.
+
+Each server process hashes one password at a time with one more waiting at most 300 ms
+(`TODO_HASH_CONCURRENCY=1`, `TODO_HASH_QUEUE=1`), at bcrypt cost 10, and the credential
+throttles are off, as if the flood came from thousands of addresses. Excess attempts must
+be refused fast with 429 PASSWORD_CHECKS_BUSY and Retry-After, identically for a right and
+a wrong password, while a user who retries as told still logs in.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import WORKERS, running_stack
+from tests.e2e.helpers import assert_error
+
+PASSWORD = "correct horse battery"
+FLOODERS = 8
+REFUSAL_MEDIAN_S = 0.75
+"""Refusals must be fast: the queue wait is at most 300 ms (generous for a shared box)."""
+LOGIN_BOUND_S = 60.0
+"""A patient user gets in within this while the flood runs. Generous: hashing runs only on
+CPU nothing else wants, and on a shared machine other tenants may want nearly all of it."""
+
+
+@pytest.fixture(scope="module")
+def flooded(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("flood")
+    env = {
+        "TODO_BCRYPT_ROUNDS": "10",
+        "TODO_HASH_CONCURRENCY": "1",
+        "TODO_HASH_QUEUE": "1",
+        "TODO_HASH_MAX_WAIT_MS": "300",
+        "TODO_THROTTLE_PER_ADDRESS": "0",
+        "TODO_THROTTLE_PER_ACCOUNT_ADDRESS": "0",
+        "TODO_THROTTLE_PER_ACCOUNT": "0",
+    }
+
+    def healthy(base: int) -> bool:
+        url = f"http://127.0.0.1:{base + WORKERS}/healthz"
+        return httpx.get(url, timeout=1).status_code == 200
+
+    with running_stack(data, database_url, env, healthy) as base:
+        yield f"http://127.0.0.1:{base + WORKERS}"
+
+
+def _login(http: httpx.Client, email: str, password: str) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = http.post("/api/v1/auth/login", json={"email": email, "password": password})
+    return response, time.monotonic() - started
+
+
+class Flood:
+    """Connections that keep trying wrong passwords, pausing only as Retry-After asks."""
+
+    def __init__(self, url: str, email: str) -> None:
+        self.url = url
+        self.email = email
+        self.stop = threading.Event()
+        self.refusal_times: list[float] = []
+        self.answers: list[int] = []
+        self.pool = concurrent.futures.ThreadPoolExecutor(FLOODERS)
+        self.futures = [self.pool.submit(self._flood) for _ in range(FLOODERS)]
+
+    def _flood(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            while not self.stop.is_set():
+                response, elapsed = _login(http, self.email, f"wrong-{uuid.uuid4().hex}")
+                self.answers.append(response.status_code)
+                if response.status_code == 429:
+                    self.refusal_times.append(elapsed)
+                    self.stop.wait(int(response.headers["retry-after"]))
+
+    def end(self) -> None:
+        self.stop.set()
+        for future in self.futures:
+            future.result()
+        self.pool.shutdown()
+
+
+def _register(http: httpx.Client) -> str:
+    email = f"flood-{uuid.uuid4().hex[:12]}@example.com"
+    body = {"email": email, "password": PASSWORD, "name": "Flood"}
+    for _ in range(50):  # the registration hashes too, so it may be refused: retry
+        created = http.post("/api/v1/auth/register", json=body)
+        if created.status_code != 429:
+            break
+        time.sleep(int(created.headers["retry-after"]))
+    assert created.status_code == 201, created.text
+    return email
+
+
+def test_a_flood_is_refused_fast_and_alike_while_a_patient_user_gets_in(flooded: str) -> None:
+    with httpx.Client(base_url=flooded, timeout=30) as http:
+        victim = _register(http)
+        user = _register(http)
+        flood = Flood(flooded, victim)
+        try:
+            time.sleep(1.0)
+            burst = _burst(flooded, user)
+            got_in_after = _patient_login(http, user)
+        finally:
+            flood.end()
+    refused = [(r, pw) for r, pw in zip(burst, _passwords(), strict=True) if r.status_code == 429]
+    assert len(refused) >= len(burst) // 2, [r.status_code for r in burst]
+    assert {pw == PASSWORD for _, pw in refused} == {True, False}, "both kinds refused"
+    assert len({_refusal(r) for r, _ in refused}) == 1  # right or wrong password: one answer
+    assert flood.refusal_times, flood.answers
+    assert statistics.median(flood.refusal_times) < REFUSAL_MEDIAN_S, flood.refusal_times
+    assert 401 in flood.answers  # the flood still gets its share of password checks
+    assert got_in_after < LOGIN_BOUND_S
+
+
+def _passwords() -> list[str]:
+    """Half right, half wrong (and one too short: refused the same way)."""
+    return [PASSWORD, "wrong password!", PASSWORD, "short", *([PASSWORD, "wrong password!"] * 6)]
+
+
+def _burst(url: str, email: str) -> list[httpx.Response]:
+    """Right and wrong passwords at once, more than the stack hashes at a time."""
+
+    def attempt(password: str) -> httpx.Response:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            return _login(http, email, password)[0]
+
+    with concurrent.futures.ThreadPoolExecutor(len(_passwords())) as pool:
+        return list(pool.map(attempt, _passwords()))
+
+
+def _refusal(response: httpx.Response) -> tuple[object, ...]:
+    body = assert_error(response, 429, 8, "PASSWORD_CHECKS_BUSY")
+    retry_after = response.headers["retry-after"]
+    assert int(retry_after) >= 1
+    details = tuple(sorted(str(d) for d in body["details"]))
+    return body["message"], details, retry_after
+
+
+def _patient_login(http: httpx.Client, email: str) -> float:
+    """Log in as a client should: wait as Retry-After asks. Returns the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < LOGIN_BOUND_S:
+        response, _ = _login(http, email, PASSWORD)
+        if response.status_code == 200:
+            assert response.json()["access_token"]
+            return time.monotonic() - started
+        assert response.status_code == 429, response.text
+        time.sleep(int(response.headers["retry-after"]))
+    pytest.fail(f"no login within {LOGIN_BOUND_S} s during the flood")

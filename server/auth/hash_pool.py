@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import ctypes
 import functools
 import logging
@@ -183,6 +184,22 @@ def _executor(slots: int, priority: Priority, processes: bool) -> concurrent.fut
     )
 
 
+def _kill_children(executor: concurrent.futures.Executor) -> None:
+    """SIGKILL a process pool's children (`kill_workers()` from Python 3.14 on)."""
+    if not isinstance(executor, concurrent.futures.ProcessPoolExecutor):
+        return
+    kill_workers = getattr(executor, "kill_workers", None)
+    if kill_workers is not None:  # pragma: no cover - Python 3.14+
+        kill_workers()
+        return
+    processes: dict[int, multiprocessing.process.BaseProcess] = (
+        getattr(executor, "_processes", None) or {}
+    )
+    for process in list(processes.values()):
+        with contextlib.suppress(ProcessLookupError, ValueError):  # gone, or closed
+            process.kill()
+
+
 class HashPool:
     """Runs blocking hash functions on a few low-priority threads, shedding the excess.
 
@@ -246,7 +263,16 @@ class HashPool:
             self._executor = self._make_executor()
 
     def close(self) -> None:
-        """Stop the threads once the running hashes finish."""
+        """Stop hashing: threads finish their hash; processes are killed at once.
+
+        Called once the server has stopped, so no caller waits for a hash any more.
+        The processes are not asked to stop, they are killed: in a process that is
+        itself a `multiprocessing` child (a server worker), the exit handlers close
+        the pool's call queue while its manager thread may still be about to send
+        the stop sentinels, which then never arrive, and the exit waits forever for
+        children that idle in `call_queue.get()`.
+        """
+        _kill_children(self._executor)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _shed(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -280,3 +281,32 @@ async def test_a_dead_hashing_process_is_replaced() -> None:
         await pool.run(os._exit, 1)  # the hashing process dies mid-call
     assert await pool.run(os.getpid) != os.getpid()  # a fresh one answers
     pool.close()
+
+
+def _use_then_close(priority: Priority) -> None:
+    """A server worker's life in short: a `multiprocessing` child that hashes, closes, exits."""
+
+    async def main() -> None:
+        pool = HashPool(slots=2, queue=0, max_wait_s=1.0, priority=priority, processes=True)
+        await pool.run(pow, 2, 10)
+        pool.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("priority", ["normal", "idle"])
+def test_a_worker_process_that_closed_its_pool_exits(priority: Priority) -> None:
+    # Regression: asking the hashing processes to stop raced with multiprocessing's
+    # exit handlers, and the worker waited forever for them (4 exits in 5 hung).
+    for _ in range(3):
+        worker = multiprocessing.get_context("spawn").Process(
+            target=_use_then_close, args=(priority,)
+        )
+        worker.start()
+        worker.join(20)
+        hung = worker.is_alive()
+        if hung:
+            worker.kill()
+            worker.join()
+        assert not hung
+        assert worker.exitcode == 0

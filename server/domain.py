@@ -7,6 +7,7 @@ import datetime as dt
 import enum
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from server import fingerprints
 
@@ -187,9 +188,13 @@ class Task:
         return etag(self.version)
 
 
+ETAG_PREFIX = "v"
+"""An etag is this prefix and the version number (also spelled in SQL by the streams)."""
+
+
 def etag(version: int) -> str:
     """The API's opaque tag of a task version."""
-    return f"v{version}"
+    return f"{ETAG_PREFIX}{version}"
 
 
 class SortKey(enum.Enum):
@@ -269,6 +274,29 @@ class TaskPage:
     tasks: Sequence[Task]
     next_cursor: PageCursor | None
     total_size: int
+
+
+class WireForm(enum.Enum):
+    """The form in which a stream reads tasks: ready for a wire encoder, no `Task` built.
+
+    Streaming a million tasks is bound by per-task Python steps, so the database
+    shapes each task for the wire it goes to.
+    """
+
+    FIELDS = "fields"
+    """A tuple per task of its TASK_SCHEMA values, in that order, as the API shows them:
+    ids and the version (the etag) as their strings, the priority as its number, tags a
+    list, times aware datetimes or None."""
+    NDJSON = "ndjson"
+    """The task's line of `tasks:stream` (the API's JSON, UTF-8, without the newline)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskChunk:
+    """Consecutive matching tasks in a `WireForm`, and where the next chunk starts."""
+
+    items: Sequence[Any]
+    next_cursor: PageCursor | None
 
 
 COMPLETED_PER_DAY_DAYS = 30

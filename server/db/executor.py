@@ -84,6 +84,14 @@ class Executor:
             cursor = await self._connection.execute(query, params)
             return await cursor.fetchall()
 
+    async def fetch_all_binary(
+        self, query: abc.QueryNoTemplate, params: abc.Params | None = None
+    ) -> list[tuple[Any, ...]]:
+        """`fetch_all` with the rows in PostgreSQL's binary format (less to parse per value)."""
+        with _observed(_statement_name()), database_errors():
+            cursor = await self._connection.execute(query, params, binary=True)
+            return await cursor.fetchall()
+
     async def execute(self, query: abc.QueryNoTemplate, params: abc.Params | None = None) -> int:
         """Run a statement and return the number of rows it touched."""
         with _observed(_statement_name()), database_errors():

@@ -196,3 +196,95 @@ def to_json(task: domain.Task) -> dict[str, Any]:
 def from_json(data: Mapping[str, Any]) -> domain.Task:
     """A task from its `to_jsonb` snapshot."""
     return domain.Task(**{name: decode(data[name]) for name, decode in _JSON_IN})
+
+
+# --- the wire forms of a task, built by PostgreSQL for the streams -------------------------
+
+_ETAG = sql.Literal(domain.ETAG_PREFIX)
+
+
+def _api_value(field: domain.TaskField) -> sql.Composable:
+    """A field as `WireForm.FIELDS` carries it: ids and the etag as text, the rest as stored."""
+    column = sql.Identifier(field.name)
+    if field.kind is Kind.UUID:
+        return sql.SQL("{}::text").format(column)
+    if field.kind is Kind.VERSION:
+        return sql.SQL("{} || {}").format(_ETAG, column)
+    return column
+
+
+def _rfc3339(column: sql.Composable) -> sql.Composable:
+    """A timestamptz as protobuf's JSON writes it: UTC, 0, 3 or 6 fractional digits, `Z`."""
+    micros = sql.SQL("(date_part('microseconds', {})::int8 %% 1000000)").format(column)
+    return sql.SQL(
+        "to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE"
+        " WHEN {us} = 0 THEN ''"
+        " WHEN {us} %% 1000 = 0 THEN '.' || lpad(({us} / 1000)::text, 3, '0')"
+        " ELSE '.' || lpad({us}::text, 6, '0') END || 'Z'"
+    ).format(c=column, us=micros)
+
+
+def _quoted(text: sql.Composable) -> sql.Composable:
+    return sql.SQL("'\"' || {} || '\"'").format(text)
+
+
+def _json_value(field: domain.TaskField) -> sql.Composable:
+    """A field's JSON value as text; NULL for an unset optional field."""
+    column = sql.Identifier(field.name)
+    if field.kind is Kind.UUID:
+        return _quoted(sql.SQL("{}::text").format(column))
+    if field.kind is Kind.TEXT:
+        return sql.SQL("to_json({})::text").format(column)
+    if field.kind is Kind.BOOL:
+        return sql.SQL("CASE WHEN {} THEN 'true' ELSE 'false' END").format(column)
+    if field.kind is Kind.PRIORITY:
+        return sql.SQL("CASE {} {} END").format(
+            column,
+            sql.SQL(" ").join(
+                sql.SQL("WHEN {} THEN {}").format(
+                    sql.Literal(p.value), sql.Literal(f'"PRIORITY_{p.name}"')
+                )
+                for p in domain.Priority
+            ),
+        )
+    if field.kind is Kind.TIME:
+        return _quoted(_rfc3339(column))
+    if field.kind is Kind.TAGS:
+        return sql.SQL("array_to_json({})::text").format(column)
+    return _quoted(sql.SQL("{} || {}").format(_ETAG, column))  # Kind.VERSION: the etag
+
+
+def _json_line() -> sql.Composable:
+    """A task row's JSON object, byte for byte protobuf's JSON of the API's Task.
+
+    Fields in proto order by their API names, every scalar and list present, enums by
+    name, unset (NULL) times left out: `concat` skips the NULL that `'"name":' || NULL`
+    is. As bytes (UTF-8), so the stream needs no decoding and encoding per task.
+    """
+    if domain.TASK_SCHEMA[0].optional:  # pragma: no cover - the opening brace needs a field
+        raise RuntimeError("the first task field must not be optional")
+    pieces = [
+        sql.SQL("{} || {}").format(
+            sql.Literal(("{" if i == 0 else ",") + f'"{field.api_name}":'), _json_value(field)
+        )
+        for i, field in enumerate(domain.TASK_SCHEMA)
+    ]
+    return sql.SQL("convert_to(concat({}, '}}'), 'UTF8') AS wire_line").format(
+        sql.SQL(", ").join(pieces)
+    )
+
+
+WIRE_COLUMNS: dict[domain.WireForm, tuple[sql.Composable, int]] = {
+    domain.WireForm.FIELDS: (
+        sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(_api_value(f), sql.Identifier(f"wire_{f.name}"))
+            for f in domain.TASK_SCHEMA
+        ),
+        len(domain.TASK_SCHEMA),
+    ),
+    domain.WireForm.NDJSON: (_json_line(), 1),
+}
+"""Each wire form's select list and how many columns it is (see `domain.WireForm`).
+
+Its columns are named `wire_*`: an ORDER BY names the table's columns, which an output
+column of the same name (`id` as text) would shadow."""

@@ -230,6 +230,57 @@ class PgTasksRepository:
         Raises:
             ValueError: page_size is below 1, or the cursor does not fit the order.
         """
+        rows, total, sort_count = await self._page_rows(
+            user_id, query, page_size, after, count, _COLUMNS, binary=False
+        )
+        return _page(rows, page_size, sort_count, total)
+
+    async def stream_chunk(
+        self,
+        user_id: uuid.UUID,
+        query: domain.TaskQuery,
+        size: int,
+        after: domain.PageCursor | None,
+        form: domain.WireForm,
+    ) -> domain.TaskChunk:
+        """Up to `size` matching tasks in order, after the cursor, in `form` (no count).
+
+        The same statements as `list_page`, selecting the wire form instead of the
+        columns, in the binary protocol; no `Task` is built.
+
+        Raises:
+            ValueError: size is below 1, or the cursor does not fit the order.
+        """
+        select, width = task_rows.WIRE_COLUMNS[form]
+        rows, _, sort_count = await self._page_rows(
+            user_id, query, size, after, False, select, binary=True
+        )
+        start = 1 + width
+        if width == 1:
+            items: list[Any] = [row[1] for row in rows[:size]]
+        else:
+            items = [row[1:start] for row in rows[:size]]
+        next_cursor = None
+        if len(rows) > size:
+            keys = tuple(rows[size - 1][start : start + sort_count])
+            next_cursor = domain.PageCursor(keys[:-1], keys[-1], 0)
+        return domain.TaskChunk(items, next_cursor)
+
+    async def _page_rows(
+        self,
+        user_id: uuid.UUID,
+        query: domain.TaskQuery,
+        page_size: int,
+        after: domain.PageCursor | None,
+        count: bool,
+        select: sql.Composable,
+        *,
+        binary: bool,
+    ) -> tuple[list[Any], int, int]:
+        """(rows of page_size + 1 at most, total, number of sort columns) of a page.
+
+        A row is the total, the `select` columns, then the sort values s0, s1, ...
+        """
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         columns = task_queries.sort_columns(query.order)
@@ -247,7 +298,7 @@ class PgTasksRepository:
             conditions.append(condition)
             params.update(after_params)
         parts = {
-            "columns": _COLUMNS,
+            "columns": select,
             "sorts": sql.SQL(", ").join(
                 sql.SQL("{} AS {}").format(c.expression, sql.Identifier(f"s{i}"))
                 for i, c in enumerate(columns)
@@ -259,7 +310,7 @@ class PgTasksRepository:
         first = after is None and count
         if query.filter.q:
             return await self._q_page(
-                parts, conditions, estimate_where, params, columns, page_size, after, count
+                parts, conditions, estimate_where, params, columns, page_size, after, count, binary
             )
         if first:
             due_range = query.filter.due_after is not None or query.filter.due_before is not None
@@ -277,12 +328,13 @@ class PgTasksRepository:
             )
         else:
             statement = _NEXT_PAGE.format(**parts)
-        raw = await self._db.fetch_all(task_rows.text(statement), params)
+        fetch = self._db.fetch_all_binary if binary else self._db.fetch_all
+        raw = await fetch(task_rows.text(statement), params)
         total = after.total_size if after else (raw[0][0] if raw and count else 0)
         if total > COUNT_CAP and after is None:
             total = await self._estimate(estimate_where, params)
         rows = [row for row in raw if row[1] is not None]  # the empty page's one row: no task
-        return _page(rows, page_size, len(columns), total)
+        return rows, total, len(columns)
 
     async def _q_page(
         self,
@@ -294,7 +346,8 @@ class PgTasksRepository:
         page_size: int,
         after: domain.PageCursor | None,
         count: bool,
-    ) -> domain.TaskPage:
+        binary: bool,
+    ) -> tuple[list[Any], int, int]:
         """A `q` page in two steps: walk the listing, else the trigram indexes (see _Q_WALK)."""
         walk = max(WALK, 4 * (page_size + 1))
         q_index = conditions.index(task_queries.Q_CONDITION)
@@ -307,7 +360,8 @@ class PgTasksRepository:
                 "w_order": task_queries.order_clause(columns, prefix="w"),
             }
         )
-        rows = await self._db.fetch_all(task_rows.text(statement), {**params, "walk": walk})
+        fetch = self._db.fetch_all_binary if binary else self._db.fetch_all
+        rows = await fetch(task_rows.text(statement), {**params, "walk": walk})
         first = after is None and count
         if len(rows) > page_size:  # the walk filled the page
             total = after.total_size if after else 0
@@ -321,12 +375,12 @@ class PgTasksRepository:
                 m_order=task_queries.order_clause(columns, prefix="m"),
                 outer_order=task_queries.order_clause(columns, prefix="p"),
             )
-            raw = await self._db.fetch_all(task_rows.text(statement), params)
+            raw = await fetch(task_rows.text(statement), params)
             rows = [row for row in raw if row[1] is not None]
             total = after.total_size if after else (raw[0][0] if raw and first else 0)
         if total > COUNT_CAP and first:
             total = await self._estimate(estimate_where, params)
-        return _page(rows, page_size, len(columns), total)
+        return rows, total, len(columns)
 
     async def _estimate(self, where: sql.Composable, params: dict[str, Any]) -> int:
         row = await self._db.fetch_one(task_rows.text(_ESTIMATE.format(where=where)), params)

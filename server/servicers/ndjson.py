@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from server import domain
@@ -64,3 +64,8 @@ def task_object(task: domain.Task) -> dict[str, object]:
 def lines(tasks: Iterable[domain.Task]) -> bytes:
     """The tasks as NDJSON, one line each."""
     return "".join(_ENCODER.encode(task_object(t)) + "\n" for t in tasks).encode("utf-8")
+
+
+def join(lines: Sequence[bytes]) -> bytes:
+    """Lines the database wrote (`domain.WireForm.NDJSON`) as one NDJSON body part."""
+    return b"\n".join(lines) + b"\n"

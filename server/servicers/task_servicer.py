@@ -50,19 +50,22 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
     ) -> AsyncIterator[task_service_pb2.StreamTasksResponse]:
         """Every matching task, in chunks."""
         query = converters.task_query(request)
-        chunks = streams.stream_task_chunks(self._uow, principal.current(), request.user_id, query)
+        chunks = streams.stream_task_chunks(
+            self._uow, principal.current(), request.user_id, query, domain.WireForm.FIELDS
+        )
         async for chunk in chunks:
-            tasks = [converters.task_to_proto(task) for task in chunk]
-            yield task_service_pb2.StreamTasksResponse(tasks=tasks)
+            yield task_service_pb2.StreamTasksResponse(tasks=converters.tasks_from_fields(chunk))
 
     async def StreamTasksNdjson(
         self, request: task_service_pb2.StreamTasksRequest, context: Context
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         """Every matching task as NDJSON, many lines per message (REST `tasks:stream`)."""
         query = converters.task_query(request)
-        chunks = streams.stream_task_chunks(self._uow, principal.current(), request.user_id, query)
+        chunks = streams.stream_task_chunks(
+            self._uow, principal.current(), request.user_id, query, domain.WireForm.NDJSON
+        )
         async for chunk in chunks:
-            yield httpbody_pb2.HttpBody(content_type=NDJSON, data=ndjson.lines(chunk))
+            yield httpbody_pb2.HttpBody(content_type=NDJSON, data=ndjson.join(chunk))
 
     async def WatchTasks(
         self, request: task_service_pb2.WatchTasksRequest, context: Context

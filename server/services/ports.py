@@ -115,6 +115,17 @@ class TasksRepository(Protocol):
         """
         ...
 
+    async def stream_chunk(
+        self,
+        user_id: uuid.UUID,
+        query: domain.TaskQuery,
+        size: int,
+        after: domain.PageCursor | None,
+        form: domain.WireForm,
+    ) -> domain.TaskChunk:
+        """Up to `size` matching tasks in the query's order, after the cursor, in `form`."""
+        ...
+
     async def stats(self, user_id: uuid.UUID, task_filter: domain.TaskFilter) -> domain.TaskStats:
         """Counts over the user's tasks that match the filter."""
         ...

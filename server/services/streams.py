@@ -7,8 +7,11 @@ Neither holds a database connection between reads.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from server import domain, errors
 from server.services import access
@@ -26,18 +29,35 @@ async def stream_task_chunks(
     principal: domain.Principal,
     user_id: str,
     query: domain.TaskQuery,
-) -> AsyncIterator[Sequence[domain.Task]]:
-    """Every matching task in the query's order, in keyset chunks of up to STREAM_CHUNK."""
+    form: domain.WireForm,
+) -> AsyncIterator[Sequence[Any]]:
+    """Every matching task in the query's order, in `form`, in keyset chunks of STREAM_CHUNK.
+
+    The next chunk is read while the caller sends this one (at most two chunks in
+    memory): the database and this process work at once. Each read is one statement on
+    a connection held for that statement only.
+    """
     owner = access.owner_id(principal, user_id)
-    cursor: domain.PageCursor | None = None
-    while True:
+
+    async def read(cursor: domain.PageCursor | None) -> domain.TaskChunk:
         async with uow().autocommit() as reader:
-            page = await reader.tasks.list_page(owner, query, STREAM_CHUNK, cursor, count=False)
-        if page.tasks:
-            yield page.tasks
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
+            return await reader.tasks.stream_chunk(owner, query, STREAM_CHUNK, cursor, form)
+
+    pending = asyncio.ensure_future(read(None))
+    try:
+        while True:
+            chunk = await pending
+            if chunk.next_cursor is not None:
+                pending = asyncio.ensure_future(read(chunk.next_cursor))
+            if chunk.items:
+                yield chunk.items
+            if chunk.next_cursor is None:
+                return
+    finally:
+        if not pending.done():  # the caller went away: stop the read ahead
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
 
 
 async def watch_tasks(

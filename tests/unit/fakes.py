@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from server import domain, errors
+from server.servicers import ndjson
 from server.services import ports
 
 
@@ -120,6 +121,23 @@ class FakeSessions:
         return row is not None and not row.revoked and row.expires_at > now()
 
 
+def _fields(task: domain.Task) -> tuple[Any, ...]:
+    """A task in `domain.WireForm.FIELDS`."""
+    values = []
+    for field in domain.TASK_SCHEMA:
+        value = getattr(task, field.name)
+        if field.kind is domain.FieldKind.UUID:
+            value = str(value)
+        elif field.kind is domain.FieldKind.VERSION:
+            value = domain.etag(value)
+        elif field.kind is domain.FieldKind.PRIORITY:
+            value = int(value)
+        elif field.kind is domain.FieldKind.TAGS:
+            value = list(value)
+        values.append(value)
+    return tuple(values)
+
+
 class FakeTasks:
     def __init__(self) -> None:
         self.rows: dict[uuid.UUID, domain.Task] = {}
@@ -174,6 +192,22 @@ class FakeTasks:
         if len(rest) > page_size:
             cursor = domain.PageCursor((page[-1].created_at,), page[-1].id, total)
         return domain.TaskPage(page, cursor, total)
+
+    async def stream_chunk(
+        self,
+        user_id: uuid.UUID,
+        query: domain.TaskQuery,
+        size: int,
+        after: domain.PageCursor | None,
+        form: domain.WireForm,
+    ) -> domain.TaskChunk:
+        """`list_page` in the wire form (the servicers' encoders are tested on PostgreSQL)."""
+        page = await self.list_page(user_id, query, size, after, count=False)
+        if form is domain.WireForm.NDJSON:
+            items: list[Any] = [ndjson.lines([t])[:-1] for t in page.tasks]
+        else:
+            items = [_fields(t) for t in page.tasks]
+        return domain.TaskChunk(items, page.next_cursor)
 
     async def stats(self, user_id: uuid.UUID, task_filter: domain.TaskFilter) -> domain.TaskStats:
         raise NotImplementedError("stats are tested on PostgreSQL")

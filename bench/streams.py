@@ -7,13 +7,15 @@
    open on all --workers processes, straight to each (Envoy's default circuit
    breaker caps an upstream cluster at 1,024 concurrent requests); RSS, threads
    and file descriptors of each process before and after; while all are open,
-   --writes tasks are created through Envoy and the delay from sending each
-   write to each of that user's watchers receiving its event is measured (an
-   upper bound of commit -> event); a unary call's p50/p99 (through Envoy)
-   before the streams open and while they are open.
+   --writes tasks are created through Envoy over --hold seconds (past the 30 s
+   heartbeat) and the delay from sending each write to each of that user's
+   watchers receiving its event is measured (an upper bound of commit -> event);
+   a unary call's p50/p99 (through Envoy) before the streams open and while
+   they are open.
 2. Streaming: --stream-tasks tasks of one user, streamed over native gRPC
    (one process, direct) and REST NDJSON (Envoy): tasks/s and the server
-   process's RSS growth.
+   process's RSS growth. --profile DIR: py-spy samples the streaming server
+   process and the script prints where its time goes.
 3. batchCreate of 500 tasks, straight to a server process: p50/p99.
 """
 
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -142,12 +145,13 @@ def process_state(process: psutil.Process) -> tuple[float, int, int]:
     return rss_mb(process), process.num_threads(), process.num_fds()
 
 
-async def unary_latencies(target: str, metadata, calls: int) -> list[float]:
-    """ms of `calls` sequential one-task ListTasks calls."""
+async def unary_latencies(target: str, metadata, seconds: float) -> list[float]:
+    """ms of sequential one-task ListTasks calls for `seconds`."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = task_service_pb2_grpc.TaskServiceStub(channel)
         latencies = []
-        for _ in range(calls):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
             t0 = time.perf_counter()
             await stub.ListTasks(
                 task_service_pb2.ListTasksRequest(user_id="me", page_size=1), metadata=metadata
@@ -162,7 +166,7 @@ def p50_p99(values: list[float]) -> tuple[float, float]:
 
 
 async def watches(
-    stack: Stack, idle: int, per_user: int, writes: int, channels_per_process: int
+    stack: Stack, idle: int, per_user: int, writes: int, channels_per_process: int, hold: float
 ) -> list[str]:
     """`idle` watch streams spread over every process (direct), then writes and unary calls.
 
@@ -175,16 +179,18 @@ async def watches(
     print(f"==> registering {max(idle // per_user, 1):,} users", flush=True)
     users = await make_users(targets[0], max(idle // per_user, 1))
     workers = stack.workers_processes()
-    idle_unary = await unary_latencies(envoy, users[0][1], 300)
+    idle_unary = await unary_latencies(envoy, users[0][1], 10)
     before = [process_state(w) for w in workers]
     started = time.perf_counter()
     print(f"==> opening {idle:,} watch streams on {len(targets)} processes", flush=True)
     opened, channels = await open_watches(targets, users, per_user, idle, channels_per_process)
     opened_s = time.perf_counter() - started
     after = [process_state(w) for w in workers]
-    print(f"==> {writes} writes while they are open", flush=True)
-    delays = await write_and_wait(envoy, opened, users, per_user, writes)
-    busy_unary = await unary_latencies(envoy, users[0][1], 300)
+    print(f"==> {writes} writes and unary calls for {hold:.0f} s while they are open", flush=True)
+    delays, busy_unary = await asyncio.gather(
+        write_and_wait(envoy, opened, users, per_user, writes, hold / writes),
+        unary_latencies(envoy, users[0][1], hold),
+    )
     open_now = sum(1 for w in opened if w.ready.is_set() and not w.task.done())
     await close_watches(opened, channels)
     missed = sum(1 for d in delays if d == float("inf"))
@@ -203,16 +209,20 @@ async def watches(
         f"after {opened_s:.1f}s and still open at the end |",
         f"| server processes: RSS, threads, fds | {per_process} "
         f"({growth_kb / max(idle, 1):.1f} KB per stream) |",
-        f"| commit -> event with all open ({writes} writes, {per_user} watchers each, via Envoy) "
+        f"| commit -> event with all open ({writes} writes over {hold:.0f} s, {per_user} watchers "
+        f"each, via Envoy) "
         f"| p50 {event_p50:.1f} ms, p99 {event_p99:.1f} ms, max {max(got):.1f} ms, "
         f"{missed} missed of {len(delays):,} |",
-        f"| unary ListTasks via Envoy, p50 / p99: idle, with all open "
+        f"| unary ListTasks via Envoy, p50 / p99: idle ({len(idle_unary):,} calls), with all "
+        f"open ({len(busy_unary):,} calls, same {hold:.0f} s) "
         f"| {idle_p50:.2f} / {idle_p99:.2f} ms, {busy_p50:.2f} / {busy_p99:.2f} ms "
         f"(p99 {busy_p99 / idle_p99:.2f}x idle) |",
     ]
 
 
-async def write_and_wait(envoy: str, opened: list[Watch], users, per_user: int, writes: int):
+async def write_and_wait(
+    envoy: str, opened: list[Watch], users, per_user: int, writes: int, pause: float
+):
     """Create `writes` tasks (users in turn); ms from sending each to each watcher's event."""
     delays: list[float] = []
     by_user: dict[int, list[Watch]] = {}
@@ -233,7 +243,7 @@ async def write_and_wait(envoy: str, opened: list[Watch], users, per_user: int, 
             while any(title not in w.received for w in mine) and time.perf_counter() < deadline:
                 await asyncio.sleep(0.001)
             delays += [(w.received.get(title, float("inf")) - sent) * 1000 for w in mine]
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(max(pause - (time.perf_counter() - sent), 0.01))
     return delays
 
 
@@ -263,7 +273,77 @@ class PeakRss:
         return self.peak
 
 
-async def streaming(stack: Stack, url: str, count: int) -> list[str]:
+class Profile:
+    """py-spy sampling one process (raw collapsed stacks), or nothing without a folder."""
+
+    def __init__(self, folder: Path | None, name: str, pid: int) -> None:
+        self.path = None if folder is None else folder / f"{name}.txt"
+        self.process = None
+        if self.path is not None:
+            self.process = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "-p",
+                    str(pid),
+                    "-r",
+                    "250",
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(self.path),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1)  # attached before the first request
+
+    def stop(self) -> None:
+        if self.process is None or self.path is None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(60)
+        print(f"    profile of {self.path.stem} (% of samples, inclusive):", flush=True)
+        for name, share in summarize(self.path):
+            print(f"      {share:5.1f}%  {name}", flush=True)
+
+
+PROFILE_FRAMES = {
+    "psycopg: execute + fetch (wait and decode rows)": ("fetchall", "_execute"),
+    "row -> domain.Task (task_rows.to_task)": ("to_task",),
+    "domain.Task -> proto (converters.task_to_proto)": ("task_to_proto",),
+    "fields -> proto (converters.tasks_from_fields)": ("tasks_from_fields",),
+    "NDJSON from Task (ndjson.lines)": ("lines (server",),
+    "NDJSON join (ndjson.join)": ("join (server",),
+    "grpc send (serialize, write)": ("_handle_stream_response", "send_message", "_send_message"),
+    "event loop idle (epoll)": ("select (selectors", "_poll", "epoll"),
+}
+
+
+def summarize(path: Path) -> list[tuple[str, float]]:
+    """Inclusive share of the event loop thread's samples of PROFILE_FRAMES' groups, then
+    its 8 busiest leaves (grpc's own threads, mostly waiting, are left out)."""
+    total, groups, leaves = 0, dict.fromkeys(PROFILE_FRAMES, 0), {}
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit() or "run_forever" not in stack:
+            continue
+        count = int(n)
+        total += count
+        for name, needles in PROFILE_FRAMES.items():
+            if any(needle in stack for needle in needles):
+                groups[name] += count
+        leaf = stack.rsplit(";", 1)[-1]
+        leaves[leaf] = leaves.get(leaf, 0) + count
+    if not total:
+        return []
+    top = sorted(leaves.items(), key=lambda kv: -kv[1])[:8]
+    return [(name, 100 * n / total) for name, n in groups.items() if n] + [
+        (f"leaf: {name}", 100 * n / total) for name, n in top
+    ]
+
+
+async def streaming(stack: Stack, url: str, count: int, profile: Path | None) -> list[str]:
     target = f"127.0.0.1:{stack.base}"
     [(user_id, metadata)] = await make_users(target, 1)
     print(f"==> loading {count:,} tasks for the streaming user", flush=True)
@@ -276,6 +356,7 @@ async def streaming(stack: Stack, url: str, count: int) -> list[str]:
         stub = task_service_pb2_grpc.TaskServiceStub(channel)
         base = rss_mb(worker)
         peak = PeakRss(worker)
+        spy = Profile(profile, "grpc-stream", worker.pid)
         started = time.perf_counter()
         n = 0
         async for chunk in stub.StreamTasks(
@@ -283,6 +364,7 @@ async def streaming(stack: Stack, url: str, count: int) -> list[str]:
         ):
             n += len(chunk.tasks)
         seconds = time.perf_counter() - started
+        spy.stop()
         lines.append(
             f"| StreamTasks, gRPC direct | {n:,} tasks in {seconds:.1f}s = {n / seconds:,.0f} tasks/s; "
             f"server RSS {base:.0f} -> peak {peak.stop():.0f} MB |"
@@ -291,6 +373,7 @@ async def streaming(stack: Stack, url: str, count: int) -> list[str]:
     workers = stack.workers_processes()
     bases = [rss_mb(w) for w in workers]
     peaks = [PeakRss(w) for w in workers]
+    spies = [Profile(profile, f"ndjson-stream-{i}", w.pid) for i, w in enumerate(workers)]
     started = time.perf_counter()
     with tempfile.NamedTemporaryFile() as body:  # curl: a C client, so Python is not the limit
         subprocess.run(
@@ -306,6 +389,8 @@ async def streaming(stack: Stack, url: str, count: int) -> list[str]:
             check=True,
         )
         seconds = time.perf_counter() - started
+        for spy in spies:
+            spy.stop()
         n = sum(1 for line in Path(body.name).read_bytes().splitlines() if line.strip())
     growth = max(p.stop() - b for p, b in zip(peaks, bases, strict=True))
     lines.append(
@@ -369,10 +454,17 @@ def main() -> None:
     parser.add_argument("--per-user", type=int, default=10, help="watch streams per user")
     parser.add_argument("--channels", type=int, default=4, help="connections per process")
     parser.add_argument("--writes", type=int, default=200)
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=40,
+        help="seconds of writes and unary calls with all streams open (past the 30 s heartbeat)",
+    )
     parser.add_argument("--stream-tasks", type=int, default=1_000_000)
     parser.add_argument("--batch-runs", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", choices=["watches", "batch", "streaming"], help="run one part")
+    parser.add_argument("--profile", type=Path, help="py-spy the streaming (raw stacks here)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="todo-streams-") as tmp:
         settings = Settings(database_url=os.environ.get("DATABASE_URL"), data_dir=Path(tmp))
@@ -385,11 +477,11 @@ def main() -> None:
                     (
                         "watches",
                         lambda: watches(
-                            stack, args.idle, args.per_user, args.writes, args.channels
+                            stack, args.idle, args.per_user, args.writes, args.channels, args.hold
                         ),
                     ),
                     ("batch", lambda: batch_create(stack, args.batch_runs)),
-                    ("streaming", lambda: streaming(stack, url, args.stream_tasks)),
+                    ("streaming", lambda: streaming(stack, url, args.stream_tasks, args.profile)),
                 ):
                     if args.only not in (None, label):
                         continue

@@ -286,7 +286,7 @@ class WireForm(enum.Enum):
     FIELDS = "fields"
     """A tuple per task of its TASK_SCHEMA values, in that order, as the API shows them:
     ids and the version (the etag) as their strings, the priority as its number, tags a
-    list, times aware datetimes or None."""
+    list, times as integer microseconds since the Unix epoch (None when unset)."""
     NDJSON = "ndjson"
     """The task's line of `tasks:stream` (the API's JSON, UTF-8, without the newline)."""
 

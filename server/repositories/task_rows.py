@@ -204,10 +204,12 @@ _ETAG = sql.Literal(domain.ETAG_PREFIX)
 
 
 def _api_value(field: domain.TaskField) -> sql.Composable:
-    """A field as `WireForm.FIELDS` carries it: ids and the etag as text, the rest as stored."""
+    """A field as `WireForm.FIELDS` carries it (ids and etag text, times in µs, see domain)."""
     column = sql.Identifier(field.name)
     if field.kind is Kind.UUID:
         return sql.SQL("{}::text").format(column)
+    if field.kind is Kind.TIME:  # numeric: exact
+        return sql.SQL("(extract(epoch FROM {}) * 1000000)::int8").format(column)
     if field.kind is Kind.VERSION:
         return sql.SQL("{} || {}").format(_ETAG, column)
     return column

@@ -163,16 +163,27 @@ def task_to_proto(task: domain.Task) -> task_pb2.Task:
 
 
 _API_NAMES = tuple(f.api_name for f in domain.TASK_SCHEMA)
+_TIME_NAMES = tuple(f.api_name for f in domain.TASK_SCHEMA if f.kind is domain.FieldKind.TIME)
+_MICROS = 1_000_000
 
 
 def tasks_from_fields(chunk: Sequence[Sequence[Any]]) -> list[task_pb2.Task]:
     """Tasks in `domain.WireForm.FIELDS` as the API's Tasks: one constructor call each.
 
-    The values are already the proto's (ids and etag strings, priority numbers,
-    datetimes for Timestamps, None for an unset time), by TASK_SCHEMA order.
+    The values are already the proto's (ids and etag strings, priority numbers, tags),
+    by TASK_SCHEMA order, but times: their microseconds become Timestamps given as
+    seconds and nanos (5x cheaper than from a datetime, which goes through Python).
     """
-    make, names = task_pb2.Task, _API_NAMES
-    return [make(**dict(zip(names, values, strict=True))) for values in chunk]
+    make, names, times = task_pb2.Task, _API_NAMES, _TIME_NAMES
+    tasks = []
+    for values in chunk:
+        fields = dict(zip(names, values, strict=True))
+        for name in times:
+            micros = fields[name]
+            if micros is not None:
+                fields[name] = {"seconds": micros // _MICROS, "nanos": micros % _MICROS * 1000}
+        tasks.append(make(**fields))
+    return tasks
 
 
 def _field_reader(field: domain.TaskField) -> Any:

@@ -91,9 +91,12 @@ async def watch_tasks(
                 continue
             if subscription.closed:
                 raise _shutting_down()
-            if not await subscription.wait(heartbeat_s):
+            # No ring, no new change (a commit rings after the reset above, and a listener
+            # reconnect rings everyone): a heartbeat reads nothing. 10,000 idle streams
+            # would otherwise query every heartbeat_s, a third of a query per stream a second.
+            while not await subscription.wait(heartbeat_s):
                 yield None, last
-            elif subscription.closed:
+            if subscription.closed:
                 raise _shutting_down()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 from google.protobuf import json_format
 
@@ -28,7 +29,7 @@ UPDATE tasks SET completed = %(completed)s, completed_at = %(completed_at)s,
 WHERE id = %(id)s
 """
 
-CASES = [
+CASES: list[tuple[domain.TaskFields, dict[str, Any]]] = [
     (
         domain.TaskFields(title='Buy milk \u00e9\u2603 "quoted" \\ back\n\ttab'),
         dict(completed=False, completed_at=None, created_at=T0, updated_at=T0, version=1),

@@ -121,6 +121,9 @@ class FakeSessions:
         return row is not None and not row.revoked and row.expires_at > now()
 
 
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _fields(task: domain.Task) -> tuple[Any, ...]:
     """A task in `domain.WireForm.FIELDS`."""
     values = []
@@ -134,6 +137,8 @@ def _fields(task: domain.Task) -> tuple[Any, ...]:
             value = int(value)
         elif field.kind is domain.FieldKind.TAGS:
             value = list(value)
+        elif field.kind is domain.FieldKind.TIME and value is not None:
+            value = (value - EPOCH) // dt.timedelta(microseconds=1)
         values.append(value)
     return tuple(values)
 

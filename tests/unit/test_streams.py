@@ -4,7 +4,7 @@ import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -91,6 +91,23 @@ async def test_no_token_starts_live(uow, store: FakeStore, alice) -> None:
     store.changes.record(alice.user_id, domain.ChangeKind.CREATED, _task(alice.user_id, "old"))
     items = await _collect(uow, store, alice, "", [False])
     assert items == [(None, 1), (None, 1)]
+
+
+async def test_heartbeats_read_nothing(
+    uow, store: FakeStore, alice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle streams do not query: only a ring (a commit or a reconnect) makes a stream read."""
+    reads = []
+    read = store.changes.read
+
+    async def counted(*args: Any) -> list:
+        reads.append(args)
+        return await read(*args)
+
+    monkeypatch.setattr(store.changes, "read", counted)
+    items = await _collect(uow, store, alice, "", [False, False, False, True, False])
+    assert items == [(None, 0)] * 4 + [(None, 0)]
+    assert len(reads) == 2  # the first read, and the one after the ring
 
 
 async def test_shutdown_ends_with_unavailable(uow, alice) -> None:

@@ -317,6 +317,12 @@ PROFILE_FRAMES = {
     "NDJSON join (ndjson.join)": ("join (server",),
     "grpc send (serialize, write)": ("_handle_stream_response", "send_message", "_send_message"),
     "event loop idle (epoll)": ("select (selectors", "_poll", "epoll"),
+    "batch: request -> TaskFields (converters.task_fields)": ("task_fields (server",),
+    "batch: validation (batches._validated)": ("_validated",),
+    "batch: items -> JSON (task_batches._new_item, Jsonb)": ("_new_item", "dumps"),
+    "batch: rows -> Task (task_batches._in_order)": ("_in_order",),
+    "batch: idempotency (batches._finish)": ("_finish",),
+    "batch: Task -> proto (task_servicer._batch_response)": ("_batch_response",),
 }
 
 
@@ -400,7 +406,7 @@ async def streaming(stack: Stack, url: str, count: int, profile: Path | None) ->
     return lines
 
 
-async def batch_create(stack: Stack, runs: int) -> list[str]:
+async def batch_create(stack: Stack, runs: int, profile: Path | None) -> list[str]:
     target = f"127.0.0.1:{stack.base}"
     [(_, metadata)] = await make_users(target, 1)
     request = task_service_pb2.BatchCreateTasksRequest(
@@ -410,15 +416,20 @@ async def batch_create(stack: Stack, runs: int) -> list[str]:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = task_service_pb2_grpc.TaskServiceStub(channel)
         times = []
+        spy = Profile(profile, "batch-create", stack.workers_processes()[0].pid)
         for _ in range(runs + 3):
             t0 = time.perf_counter()
             await stub.BatchCreateTasks(request, metadata=metadata)
             times.append((time.perf_counter() - t0) * 1000)
+        spy.stop()
     times = times[3:]
     cuts = statistics.quantiles(times, n=100)
     server = [
         float(m.group(1))
-        for m in re.finditer(r"BatchCreateTasks code=OK ms=([\d.]+)", stack.log_path.read_text())
+        for line in stack.log_path.read_text().splitlines()
+        if "BatchCreateTasks" in line
+        and '"code":"OK"' in line
+        and (m := re.search(r'"duration_ms":([\d.]+)', line))
     ][3:]
     rows = [
         f"| batchCreate of 500 tasks, gRPC direct, {runs} runs, at the client "
@@ -480,7 +491,7 @@ def main() -> None:
                             stack, args.idle, args.per_user, args.writes, args.channels, args.hold
                         ),
                     ),
-                    ("batch", lambda: batch_create(stack, args.batch_runs)),
+                    ("batch", lambda: batch_create(stack, args.batch_runs, args.profile)),
                     ("streaming", lambda: streaming(stack, url, args.stream_tasks, args.profile)),
                 ):
                     if args.only not in (None, label):

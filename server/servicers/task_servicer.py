@@ -23,9 +23,7 @@ NDJSON = "application/json"
 
 
 def _batch_response(written: list[domain.Task]) -> task_service_pb2.BatchTasksResponse:
-    return task_service_pb2.BatchTasksResponse(
-        tasks=[converters.task_to_proto(task) for task in written]
-    )
+    return task_service_pb2.BatchTasksResponse(tasks=converters.tasks_to_proto(written))
 
 
 class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):

@@ -71,3 +71,9 @@ def test_one_line_per_task() -> None:
     assert [json.loads(line)["id"] for line in body.decode().splitlines()] == [
         str(t.id) for t in CASES
     ]
+
+
+@pytest.mark.parametrize("task", CASES)
+def test_bulk_protos_equal_single_ones(task: domain.Task) -> None:
+    """`tasks_to_proto` (batches) makes the same message as `task_to_proto`, times included."""
+    assert converters.tasks_to_proto([task]) == [converters.task_to_proto(task)]

@@ -15,7 +15,7 @@ PROTOS := $(wildcard protos/todo/v1/*.proto)
 
 .PHONY: help venv run test test-unit test-faults test-integration test-e2e generate check-generated \
         test-pg15 lint buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale \
-        bench-observability bench-login-flood clean system-deps check-ops lock lock-upgrade \
+        bench-observability bench-login-flood bench-index-costs clean system-deps check-ops lock lock-upgrade \
         deploy-lint image test-install check-openapi fuzz client-ts
 
 help:  ## List the targets
@@ -127,6 +127,9 @@ bench: $(STAMP)  ## Throughput: REST vs gRPC vs a trivial RPC, side by side (ben
 
 bench-streams: $(STAMP)  ## Watch capacity and latency, streaming, batchCreate (bench/README.md)
 	@$(PY) bench/streams.py
+
+bench-index-costs: $(STAMP)  ## What each index on tasks and the aggregate triggers cost a batchCreate of 500 (backend CPU)
+	@$(PY) bench/index_costs.py
 
 bench-observability: $(STAMP)  ## get-task req/s with observability off, logs+metrics, +tracing (side by side)
 	@$(PY) bench/observability.py

@@ -91,6 +91,7 @@ class Watch:
         )
         self.ready = asyncio.Event()
         self.received: dict[str, float] = {}
+        self.error = ""
         self.task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -100,8 +101,8 @@ class Watch:
                     self.ready.set()
                 else:
                     self.received[event.task.title] = time.perf_counter()
-        except grpc.aio.AioRpcError:
-            pass
+        except grpc.aio.AioRpcError as exc:
+            self.error = exc.code().name
 
 
 async def open_watches(
@@ -192,6 +193,11 @@ async def watches(
         unary_latencies(envoy, users[0][1], hold),
     )
     open_now = sum(1 for w in opened if w.ready.is_set() and not w.task.done())
+    failed: dict[str, int] = {}
+    for w in opened:
+        if w.task.done() and w.error:
+            failed[w.error] = failed.get(w.error, 0) + 1
+    never = sum(1 for w in opened if not w.ready.is_set() and not w.task.done())
     await close_watches(opened, channels)
     missed = sum(1 for d in delays if d == float("inf"))
     got = [d for d in delays if d != float("inf")]
@@ -206,7 +212,8 @@ async def watches(
     return [
         f"| idle watch streams, {len(targets)} processes (direct, {channels_per_process} "
         f"HTTP/2 connections each) | {open_now:,} of {idle:,} live (first heartbeat received) "
-        f"after {opened_s:.1f}s and still open at the end |",
+        f"after {opened_s:.1f}s and still open at the end; ended early: {failed or 0}, "
+        f"open without a first heartbeat: {never} |",
         f"| server processes: RSS, threads, fds | {per_process} "
         f"({growth_kb / max(idle, 1):.1f} KB per stream) |",
         f"| commit -> event with all open ({writes} writes over {hold:.0f} s, {per_user} watchers "
@@ -428,8 +435,8 @@ async def batch_create(stack: Stack, runs: int, profile: Path | None) -> list[st
         float(m.group(1))
         for line in stack.log_path.read_text().splitlines()
         if "BatchCreateTasks" in line
-        and '"code":"OK"' in line
-        and (m := re.search(r'"duration_ms":([\d.]+)', line))
+        and re.search(r'code"?[:=]"?OK', line)  # console or JSON access lines
+        and (m := re.search(r'duration_ms"?[:=]([\d.]+)', line))
     ][3:]
     rows = [
         f"| batchCreate of 500 tasks, gRPC direct, {runs} runs, at the client "

@@ -92,6 +92,7 @@ class Watch:
         self.ready = asyncio.Event()
         self.received: dict[str, float] = {}
         self.error = ""
+        self.settled = asyncio.Event()
         self.task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -99,10 +100,13 @@ class Watch:
             async for event in self.call:
                 if event.event_type == task_pb2.EVENT_TYPE_HEARTBEAT:
                     self.ready.set()
+                    self.settled.set()
                 else:
                     self.received[event.task.title] = time.perf_counter()
         except grpc.aio.AioRpcError as exc:
             self.error = exc.code().name
+        finally:
+            self.settled.set()
 
 
 async def open_watches(
@@ -120,7 +124,9 @@ async def open_watches(
         watches.append(Watch(channels[i % len(channels)], metadata))
         if i % 50 == 49:  # paced: a burst of thousands of new streams gets some CANCELLED
             await asyncio.sleep(0.05)
-    ready = asyncio.gather(*(w.ready.wait() for w in watches))
+    # A stream is settled when live (first heartbeat) or ended (a burst of new streams
+    # gets a few CANCELLED): the caller reports both.
+    ready = asyncio.gather(*(w.settled.wait() for w in watches))
     try:
         await asyncio.wait_for(asyncio.shield(ready), timeout=300)
     except TimeoutError:  # reported as "N of M live" by the caller

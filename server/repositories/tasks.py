@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import uuid
@@ -84,18 +85,53 @@ _TAG_WALK = sql.SQL("""(
 """The user's tasks carrying one tag, as a `tasks` look-alike whose `created_at` and `id`
 come from `task_tags`: the newest-first listing walks its primary key and stops at the page."""
 
+_KEYS_WALK = sql.SQL("""(
+    SELECT t.* FROM (
+        SELECT id FROM tasks WHERE {where} ORDER BY {order} LIMIT %(limit)s
+    ) AS k
+    JOIN tasks AS t ON t.id = k.id
+) AS tasks""")
+"""The page's tasks found by walking the listing's index alone (it includes `due_at`, so the
+due-range filter reads the index tuple), then read from the table by id: only the page's rows
+are fetched, not every walked row. The outer query re-applies the conditions and the order to
+those few rows."""
+
+
+def _index_only_walk(query: domain.TaskQuery) -> bool:
+    """Whether the page's filter reads only columns the listing's index holds (a due range)."""
+    f = query.filter
+    return (
+        query.order == domain.DEFAULT_ORDER
+        and (f.due_after is not None or f.due_before is not None)
+        and dataclasses.replace(f, due_after=None, due_before=None) == domain.TaskFilter()
+    )
+
+
 WALK = 2_000
 """How many of the listing's rows a `q` page scans before falling back to the trigram index."""
 
 _Q_WALK = sql.SQL("""
-SELECT NULL AS total, w.* FROM (
-    SELECT {columns}, {sorts}, {q} AS matched FROM {source} WHERE {where}
-    ORDER BY {order} LIMIT %(walk)s
-) AS w
-WHERE w.matched ORDER BY {w_order} LIMIT %(limit)s
+WITH w AS (
+    SELECT * FROM (
+        SELECT {columns}, {sorts}, {q} AS matched FROM {source} WHERE {where}
+        ORDER BY {order} LIMIT %(walk)s
+    ) AS walked
+    WHERE matched ORDER BY {walked_order} LIMIT %(limit)s
+)
+SELECT {total} AS total, w.* FROM w ORDER BY {w_order}
 """)
 """Step one of `q`: the matches among the next WALK rows in listing order (walked without the
-`q` condition, so on the listing's index; the walk stops as soon as the page is full)."""
+`q` condition, so on the listing's index; the walk stops as soon as the page is full). On a
+first page, the same round trip counts the matches (_Q_COUNT) only if the page filled."""
+
+_Q_COUNT = sql.SQL("""CASE WHEN (SELECT count(*) FROM w) >= %(limit)s THEN (
+    SELECT count(*) FROM (
+        SELECT FROM {source} WHERE {where} ORDER BY {order} LIMIT %(count_cap)s
+    ) AS m
+) END""")
+"""The match count (up to COUNT_CAP) walking the listing's order, run only when the walk filled
+the page (an uncorrelated subquery is evaluated when first needed: a walk that ran dry is
+followed by step two, which counts, so the count is not paid twice)."""
 
 _Q_FALLBACK = sql.SQL("""
 WITH m AS MATERIALIZED (SELECT {columns}, {sorts} FROM {source} WHERE {where})
@@ -106,11 +142,6 @@ ORDER BY {outer_order}
 """)
 """Step two of `q`, for terms too rare for the walk: every match (found through the trigram
 indexes, planned on their own), sorted; the page and the count (up to COUNT_CAP)."""
-
-_COUNT = sql.SQL("""
-SELECT count(*) FROM (SELECT FROM {source} WHERE {where} ORDER BY {order} LIMIT %(count_cap)s) AS m
-""")
-"""The match count (up to COUNT_CAP) alone, walking the listing's order."""
 
 _ESTIMATE = sql.SQL("EXPLAIN (FORMAT JSON) SELECT FROM tasks WHERE {where}")
 """The planner's estimate of the matches, for counts beyond COUNT_CAP."""
@@ -256,6 +287,9 @@ class PgTasksRepository:
             "order": task_queries.order_clause(columns),
             "source": source,
         }
+        count_source = source
+        if _index_only_walk(query):
+            parts["source"] = _KEYS_WALK.format(where=parts["where"], order=parts["order"])
         first = after is None and count
         if query.filter.q:
             return await self._q_page(
@@ -264,7 +298,7 @@ class PgTasksRepository:
         if first:
             due_range = query.filter.due_after is not None or query.filter.due_before is not None
             count_from: sql.Composable = sql.SQL("{} WHERE {} {}").format(
-                source,
+                count_source,
                 parts["where"],
                 sql.SQL("") if due_range else sql.SQL("ORDER BY {}").format(parts["order"]),
             )
@@ -299,22 +333,20 @@ class PgTasksRepository:
         walk = max(WALK, 4 * (page_size + 1))
         q_index = conditions.index(task_queries.Q_CONDITION)
         rest = conditions[:q_index] + conditions[q_index + 1 :]
+        first = after is None and count
         statement = _Q_WALK.format(
             **{
                 **parts,
                 "where": task_queries.where(rest),
                 "q": task_queries.Q_CONDITION,
+                "walked_order": task_queries.order_clause(columns, prefix="walked"),
                 "w_order": task_queries.order_clause(columns, prefix="w"),
+                "total": _Q_COUNT.format(**parts) if first else sql.NULL,
             }
         )
         rows = await self._db.fetch_all(task_rows.text(statement), {**params, "walk": walk})
-        first = after is None and count
         if len(rows) > page_size:  # the walk filled the page
-            total = after.total_size if after else 0
-            if first:
-                count_statement = _COUNT.format(**parts)
-                row = await self._db.fetch_one(task_rows.text(count_statement), params)
-                total = row[0] if row else 0
+            total = after.total_size if after else (rows[0][0] if first else 0)
         else:  # it ran dry (or the matches ran out): step two finds every remaining match
             statement = _Q_FALLBACK.format(
                 **parts,

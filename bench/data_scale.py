@@ -200,13 +200,17 @@ class Capturing(executor.Executor):
         if not str(query).lstrip().startswith("EXPLAIN"):  # the count estimate is not the shape
             Capturing.last = (query, params)
 
-    async def fetch_all(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
+    async def fetch_all(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None
+    ) -> list[tuple[Any, ...]]:
         self._remember(query, params)
-        return await super().fetch_all(query, params)
+        return await super().fetch_all(query, params, prepare=prepare)
 
-    async def fetch_one(self, query: Any, params: Any = None) -> tuple[Any, ...] | None:
+    async def fetch_one(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None
+    ) -> tuple[Any, ...] | None:
         self._remember(query, params)
-        return await super().fetch_one(query, params)
+        return await super().fetch_one(query, params, prepare=prepare)
 
 
 async def run_shapes(

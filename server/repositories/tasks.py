@@ -111,27 +111,14 @@ WALK = 2_000
 """How many of the listing's rows a `q` page scans before falling back to the trigram index."""
 
 _Q_WALK = sql.SQL("""
-WITH w AS (
-    SELECT * FROM (
-        SELECT {columns}, {sorts}, {q} AS matched FROM {source} WHERE {where}
-        ORDER BY {order} LIMIT %(walk)s
-    ) AS walked
-    WHERE matched ORDER BY {walked_order} LIMIT %(limit)s
-)
-SELECT {total} AS total, w.* FROM w ORDER BY {w_order}
+SELECT NULL AS total, w.* FROM (
+    SELECT {columns}, {sorts}, {q} AS matched FROM {source} WHERE {where}
+    ORDER BY {order} LIMIT %(walk)s
+) AS w
+WHERE w.matched ORDER BY {w_order} LIMIT %(limit)s
 """)
 """Step one of `q`: the matches among the next WALK rows in listing order (walked without the
-`q` condition, so on the listing's index; the walk stops as soon as the page is full). On a
-first page, the same round trip counts the matches (_Q_COUNT) only if the page filled."""
-
-_Q_COUNT = sql.SQL("""CASE WHEN (SELECT count(*) FROM w) >= %(limit)s THEN (
-    SELECT count(*) FROM (
-        SELECT FROM {source} WHERE {where} ORDER BY {order} LIMIT %(count_cap)s
-    ) AS m
-) END""")
-"""The match count (up to COUNT_CAP) walking the listing's order, run only when the walk filled
-the page (an uncorrelated subquery is evaluated when first needed: a walk that ran dry is
-followed by step two, which counts, so the count is not paid twice)."""
+`q` condition, so on the listing's index; the walk stops as soon as the page is full)."""
 
 _Q_FALLBACK = sql.SQL("""
 WITH m AS MATERIALIZED (SELECT {columns}, {sorts} FROM {source} WHERE {where})
@@ -142,6 +129,11 @@ ORDER BY {outer_order}
 """)
 """Step two of `q`, for terms too rare for the walk: every match (found through the trigram
 indexes, planned on their own), sorted; the page and the count (up to COUNT_CAP)."""
+
+_COUNT = sql.SQL("""
+SELECT count(*) FROM (SELECT FROM {source} WHERE {where} ORDER BY {order} LIMIT %(count_cap)s) AS m
+""")
+"""The match count (up to COUNT_CAP) alone, walking the listing's order."""
 
 _ESTIMATE = sql.SQL("EXPLAIN (FORMAT JSON) SELECT FROM tasks WHERE {where}")
 """The planner's estimate of the matches, for counts beyond COUNT_CAP."""
@@ -329,31 +321,43 @@ class PgTasksRepository:
         after: domain.PageCursor | None,
         count: bool,
     ) -> domain.TaskPage:
-        """A `q` page in two steps: walk the listing, else the trigram indexes (see _Q_WALK)."""
+        """A `q` page in two steps: walk the listing, else the trigram indexes (see _Q_WALK).
+
+        Each statement is planned for its values (`prepare=False`): the generic plan
+        PostgreSQL switches a prepared statement to reads every match of the term through the
+        trigram and tag indexes and sorts them (48-89 ms against 7 for the walk, measured on
+        PostgreSQL 18 at 200k tasks).
+        """
         walk = max(WALK, 4 * (page_size + 1))
         q_index = conditions.index(task_queries.Q_CONDITION)
         rest = conditions[:q_index] + conditions[q_index + 1 :]
-        first = after is None and count
         statement = _Q_WALK.format(
             **{
                 **parts,
                 "where": task_queries.where(rest),
                 "q": task_queries.Q_CONDITION,
-                "walked_order": task_queries.order_clause(columns, prefix="walked"),
                 "w_order": task_queries.order_clause(columns, prefix="w"),
-                "total": _Q_COUNT.format(**parts) if first else sql.NULL,
             }
         )
-        rows = await self._db.fetch_all(task_rows.text(statement), {**params, "walk": walk})
+        rows = await self._db.fetch_all(
+            task_rows.text(statement), {**params, "walk": walk}, prepare=False
+        )
+        first = after is None and count
         if len(rows) > page_size:  # the walk filled the page
-            total = after.total_size if after else (rows[0][0] if first else 0)
+            total = after.total_size if after else 0
+            if first:
+                count_statement = _COUNT.format(**parts)
+                row = await self._db.fetch_one(
+                    task_rows.text(count_statement), params, prepare=False
+                )
+                total = row[0] if row else 0
         else:  # it ran dry (or the matches ran out): step two finds every remaining match
             statement = _Q_FALLBACK.format(
                 **parts,
                 m_order=task_queries.order_clause(columns, prefix="m"),
                 outer_order=task_queries.order_clause(columns, prefix="p"),
             )
-            raw = await self._db.fetch_all(task_rows.text(statement), params)
+            raw = await self._db.fetch_all(task_rows.text(statement), params, prepare=False)
             rows = [row for row in raw if row[1] is not None]
             total = after.total_size if after else (raw[0][0] if raw and first else 0)
         if total > COUNT_CAP and first:
@@ -361,7 +365,9 @@ class PgTasksRepository:
         return _page(rows, page_size, len(columns), total)
 
     async def _estimate(self, where: sql.Composable, params: dict[str, Any]) -> int:
-        row = await self._db.fetch_one(task_rows.text(_ESTIMATE.format(where=where)), params)
+        row = await self._db.fetch_one(
+            task_rows.text(_ESTIMATE.format(where=where)), params, prepare=False
+        )
         estimate = int(row[0][0]["Plan"]["Plan Rows"]) if row else 0
         return max(estimate, COUNT_CAP + 1)
 

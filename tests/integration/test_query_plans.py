@@ -49,11 +49,15 @@ class ExplainingExecutor(executor.Executor):
         assert row is not None
         self.plans.append(row[0][0]["Plan"])
 
-    async def fetch_all(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
+    async def fetch_all(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None
+    ) -> list[tuple[Any, ...]]:
         await self._explain(query, params)
         return []
 
-    async def fetch_one(self, query: Any, params: Any = None) -> tuple[Any, ...] | None:
+    async def fetch_one(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None
+    ) -> tuple[Any, ...] | None:
         await self._explain(query, params)
         return None
 
@@ -183,3 +187,21 @@ def _scans(plan: dict[str, Any]) -> set[tuple[str, str]]:
 
 def _relations(plan: dict[str, Any]) -> set[str]:
     return {n["Relation Name"] for n in _nodes(plan) if "Relation Name" in n}
+
+
+async def test_q_statements_are_never_prepared(
+    conn: executor.Connection, tasks_repo: PgTasksRepository, user: domain.User
+) -> None:
+    """psycopg prepares a statement after 5 runs on a connection, and PostgreSQL then switches
+    it to a generic plan when that looks cheaper: for `q` that plan reads every match through
+    the trigram indexes and sorts them (bench/data_scale.py, README "Query shapes"). The `q`
+    statements (walk, count, fallback, estimate) are planned for their values every time."""
+    await conn.execute(_FILL, {"user_id": user.id, "count": 300})
+    for term in ("milk", "zebra", "task"):  # the walk fills the page; runs dry; over the cap
+        query = domain.TaskQuery(queries.make_filter(q=term))
+        for _ in range(12):
+            await tasks_repo.list_page(user.id, query, 5, None)
+    cursor = await conn.execute(
+        "SELECT statement FROM pg_prepared_statements WHERE statement ILIKE %s", ("%ILIKE%",)
+    )
+    assert await cursor.fetchall() == []

@@ -226,7 +226,7 @@ async def run_shapes(
 
     now = dt.datetime.now(dt.UTC)
     cursor = None
-    walk_pages = not only or any("page 1,000".startswith(o) for o in only)
+    walk_pages = not only or any("page 1,000 by token".startswith(o) for o in only)
     if walk_pages:
         print("==> walking to page 1,000 (50 per page)", flush=True)
     for _ in range(999 if walk_pages else 0):

@@ -14,6 +14,9 @@ import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
+BENCH_RATE_LIMIT = 6_000_000
+"""Per user and minute (100,000/s): on, as shipped, but far above any benchmark user's rate."""
+BENCH_RATE_BURST = 100_000
 
 
 def free_base(count: int) -> int:
@@ -33,14 +36,20 @@ def free_base(count: int) -> int:
 
 class Stack:
     def __init__(
-        self, workers: int, data: Path, log_level: str, extra_env: dict[str, str] | None = None
+        self,
+        workers: int,
+        data: Path,
+        log_level: str,
+        extra_env: dict[str, str] | None = None,
+        repo: Path = REPO,
     ) -> None:
         self.base = free_base(workers + 3)
         self.workers = workers
         self.envoy_port = self.base + workers
+        self.admin_port = self.base + workers + 1
         env = {
             **os.environ,
-            "PYTHONPATH": f"{REPO}:{REPO / 'generated'}",
+            "PYTHONPATH": f"{repo}:{repo / 'generated'}",
             "TODO_DATA_DIR": str(data),
             "TODO_WORKERS": str(workers),
             "TODO_GRPC_PORT": str(self.base),
@@ -49,17 +58,19 @@ class Stack:
             "TODO_METRICS_PORT": str(self.base + workers + 2),
             "TODO_BCRYPT_ROUNDS": "4",
             "TODO_LOG_LEVEL": log_level,
-            # One benchmark user sends thousands of calls a second: no per-user limit, which
-            # also makes Envoy balance round robin (with the limit on it sends all of one
-            # user's calls to one process; see the README's "Per-user request limit").
-            "TODO_USER_RATE_LIMIT": os.environ.get("TODO_USER_RATE_LIMIT", "0"),
-            "TODO_USER_RATE_BURST": os.environ.get("TODO_USER_RATE_BURST", "1000000000"),
+            # As shipped, the per-user limit is on (Envoy then hashes each user's calls onto
+            # one process, see the README's "Per-user request limit"), raised far above what
+            # a benchmark user sends: every call still pays for the bucket and the RateLimit-*
+            # headers. TODO_USER_RATE_LIMIT=0 turns it off (round robin, no limit).
+            "TODO_USER_RATE_LIMIT": os.environ.get("TODO_USER_RATE_LIMIT", str(BENCH_RATE_LIMIT)),
+            "TODO_USER_RATE_BURST": os.environ.get("TODO_USER_RATE_BURST", str(BENCH_RATE_BURST)),
             **(extra_env or {}),
         }
         self.log_path = data / "stack.log"
         self.log = self.log_path.open("wb")
+        self.env = env
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "server"], cwd=REPO, env=env, stdout=self.log, stderr=self.log
+            [sys.executable, "-m", "server"], cwd=repo, env=env, stdout=self.log, stderr=self.log
         )
         self.rest = f"http://127.0.0.1:{self.envoy_port}"
         deadline = time.monotonic() + 300  # generous: a busy shared box starts PostgreSQL slowly
@@ -87,6 +98,16 @@ class Stack:
                 ):
                     by_port[conn.laddr.port] = child
         return [by_port[p] for p in sorted(by_port)]
+
+    def upstream_requests(self) -> dict[int, int]:
+        """Envoy's count of requests sent to each server process, by its port."""
+        text = httpx.get(f"http://127.0.0.1:{self.admin_port}/clusters", timeout=5).text
+        counts: dict[int, int] = {}
+        for line in text.splitlines():
+            parts = line.split("::")
+            if len(parts) == 4 and parts[0] == "todo_grpc" and parts[2] == "rq_total":
+                counts[int(parts[1].rpartition(":")[2])] = int(parts[3])
+        return counts
 
     def processes(self) -> dict[str, list[psutil.Process]]:
         groups: dict[str, list[psutil.Process]] = {"server": [], "envoy": [], "postgres": []}

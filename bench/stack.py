@@ -66,6 +66,7 @@ class Stack:
             "TODO_USER_RATE_BURST": os.environ.get("TODO_USER_RATE_BURST", str(BENCH_RATE_BURST)),
             **(extra_env or {}),
         }
+        self.data = data
         self.log_path = data / "stack.log"
         self.log = self.log_path.open("wb")
         self.env = env
@@ -119,11 +120,28 @@ class Stack:
                 groups["postgres"].append(child)
             else:
                 groups["server"].append(child)
-        if not groups["postgres"]:  # DATABASE_URL: the system's PostgreSQL
-            # process_iter fetches the names itself: a process exiting meanwhile is skipped
-            found = psutil.process_iter(["name"])
-            groups["postgres"] = [p for p in found if p.info["name"] == "postgres"]
+        if not groups["postgres"]:
+            groups["postgres"] = self._postgres()
         return groups
+
+    def _postgres(self) -> list[psutil.Process]:
+        """This stack's PostgreSQL: the embedded server in its data folder and its backends
+        (it daemonizes, so it is no child of the stack); with DATABASE_URL every
+        `postgres` process on the machine, shared with whatever else uses that server."""
+        folder = str(self.data)
+        found = list(psutil.process_iter(["name", "cmdline"]))
+        for proc in found:
+            cmdline = proc.info["cmdline"] or []
+            if (
+                proc.info["name"] == "postgres"
+                and "-D" in cmdline
+                and cmdline[cmdline.index("-D") + 1].startswith(folder)
+            ):
+                try:
+                    return [proc, *proc.children(recursive=True)]
+                except psutil.NoSuchProcess:
+                    return []
+        return [p for p in found if p.info["name"] == "postgres"]
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -146,3 +164,30 @@ def cpu_seconds(groups: dict[str, list[psutil.Process]]) -> dict[str, float]:
                 pass
         totals[name] = total
     return totals
+
+
+def cpu_snapshot(stack: Stack) -> dict[str, dict[int, float]]:
+    """CPU seconds of each process of each group, listed afresh (backends come and go)."""
+    snapshot: dict[str, dict[int, float]] = {}
+    for name, procs in stack.processes().items():
+        seen: dict[int, float] = {}
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                seen[proc.pid] = times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        snapshot[name] = seen
+    return snapshot
+
+
+def cpu_delta(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
+) -> dict[str, float]:
+    """CPU seconds per group between two snapshots: a process started meanwhile counts whole,
+    one that ended meanwhile is missed (PostgreSQL backends live as long as their pooled
+    connection, so this undercounts rarely and never goes negative)."""
+    return {
+        name: sum(max(0.0, cpu - before.get(name, {}).get(pid, 0.0)) for pid, cpu in procs.items())
+        for name, procs in after.items()
+    }

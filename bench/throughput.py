@@ -37,7 +37,7 @@ from pathlib import Path
 import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from stack import REPO, Stack, cpu_seconds
+from stack import REPO, Stack, cpu_delta, cpu_snapshot
 from todo.v1 import task_service_pb2, task_service_pb2_grpc
 
 
@@ -50,10 +50,38 @@ class Result:
     p99_ms: float
     errors: int
     cpu_ms: dict[str, float]
+    ratio: float | None = None
+    """With several rounds: the median of the per-round ratios to the trivial RPC."""
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+
+def combine(per_round: list[list[Result]]) -> list[Result]:
+    """One Result per scenario from several rounds: medians (CPU: per request overall)."""
+    combined = []
+    for index, first in enumerate(per_round[0]):
+        runs = [results[index] for results in per_round]
+        requests = sum(r.requests for r in runs)
+        cpu = {
+            key: sum(r.cpu_ms[key] * r.requests for r in runs) / max(requests, 1)
+            for key in first.cpu_ms
+        }
+        ratios = [results[index].rps / results[0].rps for results in per_round]
+        combined.append(
+            Result(
+                first.name,
+                requests,
+                sum(r.seconds for r in runs),
+                statistics.median(r.p50_ms for r in runs),
+                statistics.median(r.p99_ms for r in runs),
+                sum(r.errors for r in runs),
+                cpu,
+                statistics.median(ratios),
+            )
+        )
+    return combined
 
 
 def grpc_frame(message: bytes) -> bytes:
@@ -86,13 +114,12 @@ def run_wrk(
 
 
 def measure(name: str, stack: Stack, seconds: int, load) -> Result:
-    groups = stack.processes()
-    before = cpu_seconds(groups)
+    before = cpu_snapshot(stack)
     started = time.monotonic()
     total, p50, p99, errors = load()
     elapsed = time.monotonic() - started
-    after = cpu_seconds(groups)
-    cpu = {k: (after[k] - before[k]) * 1000 / max(total, 1) for k in before}
+    used = cpu_delta(before, cpu_snapshot(stack))
+    cpu = {k: used[k] * 1000 / max(total, 1) for k in used}
     return Result(name, total, min(elapsed, float(seconds)), p50, p99, errors, cpu)
 
 
@@ -338,7 +365,8 @@ def print_table(results: list[Result], args: argparse.Namespace, stack: Stack, l
     print()
     print(
         f"{label}{args.workers} server processes + Envoy (--concurrency 1), "
-        f"{args.connections} concurrent requests, {args.duration}s each, "
+        f"{args.connections} concurrent requests, {args.duration}s each, {args.rounds} round(s) "
+        "(medians), "
         f"{os.cpu_count()} cores shared with the load generator and PostgreSQL; "
         f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )
@@ -362,7 +390,7 @@ def print_table(results: list[Result], args: argparse.Namespace, stack: Stack, l
         ratio, cpu = TARGETS.get(r.name, (None, None))
         target = " / ".join([f"≥ {ratio:.2f}" if ratio else "-", f"≤ {cpu:.2f} ms" if cpu else "-"])
         print(
-            f"| {r.name} | {r.rps:,.0f} | {r.rps / trivial:.2f} | {r.p50_ms:.2f} | "
+            f"| {r.name} | {r.rps:,.0f} | {ratio_of(r, trivial):.2f} | {r.p50_ms:.2f} | "
             f"{r.p99_ms:.2f} | {r.errors} | {r.cpu_ms['server']:.3f} | {r.cpu_ms['envoy']:.3f} | "
             f"{r.cpu_ms['server'] + r.cpu_ms['envoy']:.3f} | {r.cpu_ms['postgres']:.3f} | {target} |"
         )
@@ -383,6 +411,12 @@ def main() -> None:
         "--log-level", default="INFO", help="server log level (default INFO, as deployed)"
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every scenario this many times (medians; alternating A/B order)",
+    )
+    parser.add_argument(
         "--users-per-process", type=int, default=8, help="benchmark users per process (default 8)"
     )
     parser.add_argument(
@@ -395,6 +429,14 @@ def main() -> None:
     parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="extra server setting"
     )
+    parser.add_argument(
+        "--b-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --compare: a server setting of the second stack only (the same checkout "
+        "with `--compare .`: an A/B of one setting)",
+    )
     args = parser.parse_args()
     for tool in ("wrk", "h2load"):
         if shutil.which(tool) is None:
@@ -402,32 +444,43 @@ def main() -> None:
     extra = dict(item.split("=", 1) for item in args.env)
     with contextlib.ExitStack() as cleanup:
         runs: list[tuple[str, Stack, list]] = []
-        checkouts = [("this checkout", REPO)]
+        checkouts = [("this checkout", REPO, extra)]
         if args.compare:
-            checkouts.append((f"{args.compare}", args.compare.resolve()))
-        for label, repo in checkouts:
+            b_env = {**extra, **dict(item.split("=", 1) for item in args.b_env)}
+            b_label = " ".join([str(args.compare), *args.b_env])
+            checkouts.append((b_label, args.compare.resolve(), b_env))
+        for label, repo, env in checkouts:
             work = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="todo-bench-")))
             print(f"==> starting the stack of {label} ({args.workers} workers + Envoy)", flush=True)
-            stack = Stack(args.workers, work, args.log_level, extra, repo=repo)
+            stack = Stack(args.workers, work, args.log_level, env, repo=repo)
             cleanup.callback(stack.stop)
             users = setup(stack, args.users_per_process, 1000)
             check_grpc(f"127.0.0.1:{stack.envoy_port}", users[0].token, users[0].tasks[0])
             check_grpc(f"127.0.0.1:{stack.base}", users[0].token, users[0].tasks[0])
             loads = scenarios(stack, users, args.duration, args.connections, work)
             runs.append((label, stack, loads))
-        results: dict[str, list[Result]] = {label: [] for label, _, _ in runs}
-        for index in range(len(runs[0][2])):
-            order = runs if index % 2 == 0 else runs[::-1]
-            for label, stack, loads in order:
-                name, load = loads[index]
-                if name.startswith("delete"):
-                    load = load()  # builds its pool of tasks first (not timed)
-                print(f"==> {label}: {name} ({args.duration}s)", flush=True)
-                results[label].append(measure(name, stack, args.duration, load))
+        rounds: dict[str, list[list[Result]]] = {label: [] for label, _, _ in runs}
+        for round_ in range(args.rounds):
+            for label, _, _ in runs:
+                rounds[label].append([])
+            for index in range(len(runs[0][2])):
+                order = runs if (index + round_) % 2 == 0 else runs[::-1]
+                for label, stack, loads in order:
+                    name, load = loads[index]
+                    if name.startswith("delete"):
+                        load = load()  # builds its pool of tasks first (not timed)
+                    print(f"==> round {round_ + 1}, {label}: {name} ({args.duration}s)", flush=True)
+                    rounds[label][-1].append(measure(name, stack, args.duration, load))
+        results = {label: combine(per_round) for label, per_round in rounds.items()}
         for label, stack, _ in runs:
             print_table(results[label], args, stack, f"{label}: " if args.compare else "")
         if args.compare:
             print_comparison(results, [label for label, _, _ in runs])
+
+
+def ratio_of(result: Result, trivial_rps: float) -> float:
+    """The median per-round ratio to the trivial RPC, or this run's."""
+    return result.ratio if result.ratio is not None else result.rps / trivial_rps
 
 
 def print_comparison(results: dict[str, list[Result]], labels: list[str]) -> None:
@@ -442,7 +495,7 @@ def print_comparison(results: dict[str, list[Result]], labels: list[str]) -> Non
     ta, tb = results[a][0].rps, results[b][0].rps
     for ra, rb in zip(results[a], results[b], strict=True):
         print(
-            f"| {ra.name} | {rb.rps / tb:.2f} | {ra.rps / ta:.2f} | "
+            f"| {ra.name} | {ratio_of(rb, tb):.2f} | {ratio_of(ra, ta):.2f} | "
             f"{rb.cpu_ms['server'] + rb.cpu_ms['envoy']:.3f} | "
             f"{ra.cpu_ms['server'] + ra.cpu_ms['envoy']:.3f} | "
             f"{rb.cpu_ms['postgres']:.3f} | {ra.cpu_ms['postgres']:.3f} |"

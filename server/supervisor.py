@@ -28,7 +28,6 @@ import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.context
-import os
 import signal
 import socket
 import ssl
@@ -59,7 +58,7 @@ health checks (every second) to route to it again before draining the next one."
 def _worker_main(settings: Settings, port: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher decides when to stop
     logs.configure(settings.log_level, settings.effective_log_format)
-    if os.environ.get("TODO_EVENT_LOOP") == "uvloop":  # EXPERIMENT
+    if settings.event_loop == "uvloop":
         import uvloop
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

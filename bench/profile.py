@@ -198,7 +198,17 @@ def main() -> None:
         help="also sample C/Cython frames (grpc's cygrpc, libpq): what the Python-only "
         "profile shows as the self time of Handle._run and Thread.run",
     )
+    parser.add_argument(
+        "--summarize",
+        type=Path,
+        nargs="+",
+        metavar="RAW",
+        help="only print the tables of profiles recorded before (no stack, no load)",
+    )
     args = parser.parse_args()
+    if args.summarize:
+        print("\n".join(summary(raw.stem, raw.resolve(), args.top) for raw in args.summarize))
+        return
     scenarios = args.scenario or ["get", "create", "grpc-get"]
     OUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="todo-profile-") as tmp:

@@ -79,7 +79,7 @@ lint: $(STAMP) buf-lint  ## ruff, mypy (--strict on server/, relaxed on tests/ a
 	@$(VENV)/bin/mypy server
 	@$(VENV)/bin/mypy tests
 	@cd bench && MYPYPATH=$(CURDIR):$(CURDIR)/generated ../$(VENV)/bin/mypy --config-file ../pyproject.toml \
-	  stack.py throughput.py streams.py data_scale.py observability.py observability_overhead.py text_safety.py \
+	  stack.py throughput.py flame.py streams.py data_scale.py observability.py observability_overhead.py text_safety.py \
 	  login_flood.py
 
 check-ops: $(STAMP)  ## promtool check + test the alert rules; dashboard/rules name only real metrics
@@ -126,7 +126,7 @@ bench: $(STAMP)  ## Throughput: REST vs gRPC vs a trivial RPC, side by side (ben
 	@$(PY) bench/throughput.py
 
 profile: $(STAMP)  ## py-spy flame graph summaries of a server process under REST get/create and gRPC get load
-	@$(PY) bench/profile.py $(PROFILE_ARGS)
+	@$(PY) bench/flame.py $(PROFILE_ARGS)
 
 bench-streams: $(STAMP)  ## Watch capacity and latency, streaming, batchCreate (bench/README.md)
 	@$(PY) bench/streams.py

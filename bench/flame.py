@@ -15,8 +15,8 @@ count, the input of any flame graph tool, e.g. speedscope.app or flamegraph.pl) 
 
 Usage:
 
-    make profile                               # or: .venv/bin/python bench/profile.py
-    .venv/bin/python bench/profile.py --scenario get --duration 20 --top 25
+    make profile                               # or: .venv/bin/python bench/flame.py
+    .venv/bin/python bench/flame.py --scenario get --duration 20 --top 25
 
 Needs py-spy (the dev extra), wrk and h2load; runs as a user allowed to ptrace the workers.
 """
@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import cast
 
 from stack import REPO, Stack
 from throughput import grpc_frame, run_h2load_many, run_wrk, setup, wrk_script
@@ -266,7 +267,8 @@ def main() -> None:
                 parts = record(pids, args.duration, args.rate, prefix, args.native)
                 loader.join()
                 merged = merge(parts, OUT / f"{name}{args.tag}.txt")
-                total, *_ = done["r"]  # type: ignore[misc]
+                result = cast(tuple[int, float, float, int], done["r"])
+                total = result[0]
                 title = (
                     f"{name} ({total:,} requests in {args.duration + 2}s, load average "
                     f"{os.getloadavg()[0]:.1f})"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import faulthandler
 import logging
 import multiprocessing
 import multiprocessing.context
@@ -57,6 +58,9 @@ health checks (every second) to route to it again before draining the next one."
 
 def _worker_main(settings: Settings, port: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher decides when to stop
+    # A crash in native code (SIGSEGV, SIGABRT...) prints every thread's Python stack to
+    # stderr, next to the supervisor's "died (signal ...)" line: the only trace it leaves.
+    faulthandler.enable()
     logs.configure(settings.log_level, settings.effective_log_format)
     if settings.event_loop == "uvloop":
         import uvloop

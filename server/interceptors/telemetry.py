@@ -38,7 +38,7 @@ MAX_REQUEST_ID = 128
 class _Call:
     """What the interceptor holds for one call between its start and its end."""
 
-    __slots__ = ("call", "children", "span", "started", "token")
+    __slots__ = ("call", "children", "peer", "span", "started", "token")
 
     def __init__(self, method: str, ctx: grpc.aio.ServicerContext[Any, Any]) -> None:
         request_id = ""
@@ -60,6 +60,9 @@ class _Call:
             self.span[0].set_attribute("request_id", self.call.request_id)
         self.token = context.bind(self.call)
         self.children = metrics.rpc_children(method)
+        # Read now, not in end(): a stream's end can run after gRPC has freed the call
+        # (the client cancelled it), and peer() on a freed call crashes the process.
+        self.peer = ctx.peer()
         self.started = time.perf_counter()
         metrics.in_flight.value += 1
 
@@ -75,7 +78,7 @@ class _Call:
         if log.isEnabledFor(logging.INFO) and not (
             code == "OK" and method.startswith(HEALTH_PREFIX)
         ):
-            fields = {"code": code, "duration_ms": round(elapsed * 1000, 3), "peer": ctx.peer()}
+            fields = {"code": code, "duration_ms": round(elapsed * 1000, 3), "peer": self.peer}
             log.info("rpc %s %s", method, code, extra={FIELDS: fields})
         if self.span is not None:
             tracing.end_server_span(self.span, code)

@@ -189,7 +189,10 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=15, help="rows per table")
     parser.add_argument(
-        "--scenario", action="append", choices=["get", "create", "grpc-get"], default=[]
+        "--scenario",
+        action="append",
+        choices=["get", "create", "grpc-get", "list"],
+        default=[],
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--tag", default="", help="name suffix of the profile files")
@@ -217,7 +220,7 @@ def main() -> None:
         print(f"==> starting the stack ({args.workers} workers + Envoy)", flush=True)
         stack = Stack(args.workers, work, "INFO")
         try:
-            users = setup(stack, 4, 10)
+            users = setup(stack, 4, 1000 if "list" in scenarios else 10)
             api = "/api/v1/users/me/tasks"
             url = f"{stack.rest}{api}"
             tokens = [u.token for u in users]
@@ -246,6 +249,19 @@ def main() -> None:
                         tokens,
                         [api] * len(tokens),
                         '{"title": "bench task"}',
+                    ),
+                ),
+                "list": lambda: run_wrk(
+                    url,
+                    args.duration + 2,
+                    args.connections,
+                    {},
+                    wrk_script(
+                        work / "list.lua",
+                        "GET",
+                        tokens,
+                        [f"{api}?page_size=20"] * len(tokens),
+                        None,
                     ),
                 ),
                 "grpc-get": lambda: run_h2load_many(

@@ -34,7 +34,7 @@ import threading
 from pathlib import Path
 from typing import cast
 
-from stack import REPO, Stack
+from stack import AS_SHIPPED, REPO, Stack
 from throughput import grpc_frame, run_h2load_many, run_wrk, setup, wrk_script
 from todo.v1 import task_service_pb2
 
@@ -218,7 +218,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="todo-profile-") as tmp:
         work = Path(tmp)
         print(f"==> starting the stack ({args.workers} workers + Envoy)", flush=True)
-        stack = Stack(args.workers, work, "INFO")
+        stack = Stack(args.workers, work, "INFO", AS_SHIPPED)
         try:
             users = setup(stack, 4, 1000 if "list" in scenarios else 10)
             api = "/api/v1/users/me/tasks"

@@ -37,7 +37,7 @@ from pathlib import Path
 import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from stack import REPO, Stack, cpu_delta, cpu_snapshot
+from stack import AS_SHIPPED, REPO, Stack, cpu_delta, cpu_snapshot
 from todo.v1 import task_service_pb2, task_service_pb2_grpc
 
 
@@ -121,6 +121,37 @@ def measure(name: str, stack: Stack, seconds: int, load) -> Result:
     used = cpu_delta(before, cpu_snapshot(stack))
     cpu = {k: used[k] * 1000 / max(total, 1) for k in used}
     return Result(name, total, min(elapsed, float(seconds)), p50, p99, errors, cpu)
+
+
+def run_h2load(
+    url: str, seconds: int, conns: int, streams: int, body: Path, headers: dict[str, str]
+) -> tuple[int, float, float, int]:
+    """One h2load client: `conns` connections of `streams` streams each."""
+    with tempfile.NamedTemporaryFile(suffix=".log") as log:
+        cmd = ["h2load", "-t1", f"-c{conns}", f"-m{streams}", f"-D{seconds}", "-d", str(body)]
+        cmd += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+        cmd += ["--log-file", log.name, url]
+        for key, value in headers.items():
+            cmd += ["-H", f"{key}: {value}"]
+        subprocess.run(cmd, capture_output=True, text=True, check=True)
+        lines = [ln.split("\t") for ln in Path(log.name).read_text().splitlines() if ln]
+    latencies = [int(parts[2]) / 1000 for parts in lines]
+    errors = sum(1 for parts in lines if parts[1] != "200")
+    return len(lines), percentile(latencies, 50), percentile(latencies, 99), errors
+
+
+def setup_one_user(stack: Stack, tasks: int) -> tuple[str, str, str]:
+    """Register a user, create some tasks; returns (token, user id, a task id)."""
+    with httpx.Client(base_url=stack.rest, timeout=30) as http:
+        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+        user = http.post(
+            "/api/v1/auth/register", json={"email": email, "password": "benchmark1", "name": "B"}
+        ).json()
+        token = http.post(
+            "/api/v1/auth/login", json={"email": email, "password": "benchmark1"}
+        ).json()["access_token"]
+        ids = create_tasks(http, token, tasks)
+    return token, user["id"], ids[len(ids) // 2]
 
 
 @dataclasses.dataclass
@@ -441,7 +472,7 @@ def main() -> None:
     for tool in ("wrk", "h2load"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: apt-get install nghttp2-client wrk")
-    extra = dict(item.split("=", 1) for item in args.env)
+    extra = {**AS_SHIPPED, **dict(item.split("=", 1) for item in args.env)}
     with contextlib.ExitStack() as cleanup:
         runs: list[tuple[str, Stack, list]] = []
         checkouts = [("this checkout", REPO, extra)]

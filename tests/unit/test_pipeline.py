@@ -52,7 +52,7 @@ async def test_handlers_are_wrapped_once_per_method_in_order() -> None:
     for method in ("/s/A", "/s/A", "/s/B"):
         handler = await pipeline.intercept_service(continuation, cast(Any, Details(method)))
         assert handler is not None and handler.unary_unary is not None
-        assert await handler.unary_unary("q", NO_CONTEXT) == "answer to q"
+        assert await handler.unary_unary("q", cast(Any, NO_CONTEXT)) == "answer to q"
     assert lookups == ["/s/A", "/s/B"]
     assert trail == [
         *("outer>", "inner>", "handler", "<inner", "<outer") * 2,

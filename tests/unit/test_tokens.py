@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 import uuid
 from typing import Any, cast
 
@@ -9,7 +10,6 @@ import jwt
 import pytest
 
 from server import errors
-from server.auth import tokens as tokens_module
 from server.auth.tokens import LEEWAY_S, TokenCodec, VerifiedCache, key_id
 from server.config import Settings
 
@@ -158,9 +158,9 @@ def test_a_remembered_token_is_checked_against_the_clock_on_every_call(
     issued = tokens.issue("access", uuid.uuid4(), uuid.uuid4())
     tokens.verify(issued.token, "access")  # now remembered
     expires = issued.claims.expires_at.timestamp()
-    monkeypatch.setattr(tokens_module.time, "time", lambda: expires + LEEWAY_S - 1)
+    monkeypatch.setattr(time, "time", lambda: expires + LEEWAY_S - 1)
     assert tokens.verify(issued.token, "access").user_id == issued.claims.user_id
-    monkeypatch.setattr(tokens_module.time, "time", lambda: expires + LEEWAY_S + 1)
+    monkeypatch.setattr(time, "time", lambda: expires + LEEWAY_S + 1)
     with pytest.raises(errors.Unauthenticated) as caught:
         tokens.verify(issued.token, "access")
     assert caught.value.reason == "TOKEN_EXPIRED"
@@ -175,7 +175,7 @@ def test_a_remembered_token_is_not_decoded_again_but_its_type_is_checked(
     def no_decode(*args: object, **kwargs: object) -> None:
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(tokens_module.jwt, "decode", no_decode)
+    monkeypatch.setattr(jwt, "decode", no_decode)
     assert tokens.verify(issued.token, "access").session_id == issued.claims.session_id
     with pytest.raises(errors.Unauthenticated) as caught:
         tokens.verify(issued.token, "refresh")

@@ -483,7 +483,7 @@ def main() -> None:
         for label, repo, env in checkouts:
             work = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="todo-bench-")))
             print(f"==> starting the stack of {label} ({args.workers} workers + Envoy)", flush=True)
-            stack = Stack(args.workers, work, args.log_level, env, repo=repo)
+            stack = start_stack(args.workers, work, args.log_level, env, repo)
             cleanup.callback(stack.stop)
             users = setup(stack, args.users_per_process, 1000)
             check_grpc(f"127.0.0.1:{stack.envoy_port}", users[0].token, users[0].tasks[0])
@@ -512,6 +512,19 @@ def main() -> None:
 def ratio_of(result: Result, trivial_rps: float) -> float:
     """The median per-round ratio to the trivial RPC, or this run's."""
     return result.ratio if result.ratio is not None else result.rps / trivial_rps
+
+
+def start_stack(workers: int, work: Path, log_level: str, env: dict[str, str], repo: Path) -> Stack:
+    """A stack, tried 3 times: on a shared machine another process may take one of the free
+    ports it picked before it binds them."""
+    for attempt in range(3):
+        folder = work / f"try-{attempt}"
+        folder.mkdir()
+        try:
+            return Stack(workers, folder, log_level, env, repo=repo)
+        except RuntimeError as error:
+            print(f"==> the stack did not start ({str(error)[:120]}...): again", flush=True)
+    raise RuntimeError("the stack did not start three times")
 
 
 def print_comparison(results: dict[str, list[Result]], labels: list[str]) -> None:

@@ -15,7 +15,7 @@ PROTOS := $(wildcard protos/todo/v1/*.proto)
 
 .PHONY: help venv run test test-unit test-faults test-integration test-e2e generate check-generated \
         test-pg15 lint buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale \
-        bench-observability bench-login-flood bench-index-costs clean system-deps check-ops lock lock-upgrade \
+        bench-observability bench-login-flood bench-index-costs profile clean system-deps check-ops lock lock-upgrade \
         deploy-lint image test-install check-openapi fuzz client-ts
 
 help:  ## List the targets
@@ -79,7 +79,7 @@ lint: $(STAMP) buf-lint  ## ruff, mypy (--strict on server/, relaxed on tests/ a
 	@$(VENV)/bin/mypy server
 	@$(VENV)/bin/mypy tests
 	@cd bench && MYPYPATH=$(CURDIR):$(CURDIR)/generated ../$(VENV)/bin/mypy --config-file ../pyproject.toml \
-	  stack.py throughput.py streams.py data_scale.py observability.py observability_overhead.py text_safety.py \
+	  stack.py throughput.py flame.py streams.py data_scale.py observability.py observability_overhead.py text_safety.py \
 	  login_flood.py
 
 check-ops: $(STAMP)  ## promtool check + test the alert rules; dashboard/rules name only real metrics
@@ -124,6 +124,9 @@ client-ts:  ## Generate and type-check the TypeScript client from server/docs/op
 
 bench: $(STAMP)  ## Throughput: REST vs gRPC vs a trivial RPC, side by side (bench/README.md)
 	@$(PY) bench/throughput.py
+
+profile: $(STAMP)  ## py-spy flame graph summaries of a server process under REST get/create and gRPC get load
+	@$(PY) bench/flame.py $(PROFILE_ARGS)
 
 bench-streams: $(STAMP)  ## Watch capacity and latency, streaming, batchCreate (bench/README.md)
 	@$(PY) bench/streams.py

@@ -20,6 +20,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import re
+import socket
 import statistics
 import sys
 import tempfile
@@ -123,15 +125,27 @@ def load(url: str, big_user: uuid.UUID, big: int, others: int, other_users: int)
         conn.execute("VACUUM ANALYZE")
 
 
+def scratch_name() -> str:
+    """A scratch database name no other run on a shared server can take.
+
+    It names the checkout (each helper works in its own), the host and the process, then
+    a random part: two runs at once, from one checkout or several, never meet.
+    """
+    checkout = re.sub(r"[^a-z0-9]+", "_", REPO.name.lower()).strip("_")[:20]
+    host = re.sub(r"[^a-z0-9]+", "_", socket.gethostname().lower()).strip("_")[:12]
+    return f"todo_scale_{checkout}_{host}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
 @contextlib.contextmanager
 def scratch_database(keep: bool) -> Iterator[str]:
     settings_url = os.environ.get("DATABASE_URL")
     with tempfile.TemporaryDirectory(prefix="todo-scale-") as tmp:
         settings = Settings(database_url=settings_url, data_dir=Path(tmp))
         with database.open_database(settings) as server_url:
-            name = f"todo_scale_{uuid.uuid4().hex[:8]}"
+            name = scratch_name()
             with psycopg.connect(server_url, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{name}"')
+            print(f"==> scratch database {name}", flush=True)
             url = psycopg.conninfo.make_conninfo(server_url, dbname=name)
             try:
                 yield url
@@ -186,16 +200,22 @@ class Capturing(executor.Executor):
         if not str(query).lstrip().startswith("EXPLAIN"):  # the count estimate is not the shape
             Capturing.last = (query, params)
 
-    async def fetch_all(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
+    async def fetch_all(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None
+    ) -> list[tuple[Any, ...]]:
         self._remember(query, params)
-        return await super().fetch_all(query, params)
+        return await super().fetch_all(query, params, prepare=prepare)
 
-    async def fetch_one(self, query: Any, params: Any = None) -> tuple[Any, ...] | None:
+    async def fetch_one(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None
+    ) -> tuple[Any, ...] | None:
         self._remember(query, params)
-        return await super().fetch_one(query, params)
+        return await super().fetch_one(query, params, prepare=prepare)
 
 
-async def run_shapes(url: str, user: uuid.UUID, runs: int) -> list[tuple[str, float, float, str]]:
+async def run_shapes(
+    url: str, user: uuid.UUID, runs: int, only: list[str]
+) -> list[tuple[str, float, float, str]]:
     pool = db_pool.make_pool(url, Settings(database_url=url, db_pool_min=1, db_pool_max=2))
     await pool.open(wait=True)
     results = []
@@ -205,9 +225,11 @@ async def run_shapes(url: str, user: uuid.UUID, runs: int) -> list[tuple[str, fl
             return await fn(PgTasksRepository(Capturing(conn)))
 
     now = dt.datetime.now(dt.UTC)
-    print("==> walking to page 1,000 (50 per page)", flush=True)
     cursor = None
-    for _ in range(999):
+    walk_pages = not only or any("page 1,000 by token".startswith(o) for o in only)
+    if walk_pages:
+        print("==> walking to page 1,000 (50 per page)", flush=True)
+    for _ in range(999 if walk_pages else 0):
         page = await repo_call(lambda r, c=cursor: r.list_page(user, domain.TaskQuery(), 50, c))  # type: ignore[misc]
         cursor = page.next_cursor  # type: ignore[attr-defined]
     shapes: dict[str, Callable[[PgTasksRepository], Awaitable[object]]] = {
@@ -256,6 +278,8 @@ async def run_shapes(url: str, user: uuid.UUID, runs: int) -> list[tuple[str, fl
         "reminders (24 h)": lambda r: r.reminders(user, dt.timedelta(days=1), 1000),
     }
     for label, fn in shapes.items():
+        if only and not any(label.startswith(o) for o in only):
+            continue
         p50, p99 = await measure(label, runs, lambda fn=fn: repo_call(fn))  # type: ignore[misc]
         plan = await explain(pool, *Capturing.last)
         print(f"  {label:<26} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms", flush=True)
@@ -273,16 +297,47 @@ def main() -> None:
     parser.add_argument("--other-users", type=int, default=4_000, help="how many other users")
     parser.add_argument("--runs", type=int, default=50, help="timed runs per shape")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument(
+        "--existing",
+        metavar="URL",
+        help="time the shapes on a database an earlier --keep run loaded (no load, no drop):"
+        " an A/B of two checkouts, or of a migration, on the same rows",
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda text: [part.strip() for part in text.split(",") if part.strip()],
+        default=[],
+        help="time only the shapes whose label starts with one of these (comma-separated)",
+    )
     args = parser.parse_args()
+    if args.existing:
+        with psycopg.connect(args.existing) as conn:
+            row = conn.execute("SELECT id FROM users WHERE email = 'big@example.com'").fetchone()
+        assert row is not None, "no big@example.com: not a database this bench loaded"
+        print(f"==> timing each shape ({args.runs} runs after 3 warm-ups)", flush=True)
+        results = asyncio.run(run_shapes(args.existing, row[0], args.runs, args.only))
+        report(args, results)
+        return
     big_user = uuid.uuid4()
     with scratch_database(args.keep) as url:
         print("==> migrating", flush=True)
         database.run_migrations(url)
         load(url, big_user, args.big, args.others, args.other_users)
         print(f"==> timing each shape ({args.runs} runs after 3 warm-ups)", flush=True)
-        results = asyncio.run(run_shapes(url, big_user, args.runs))
+        results = asyncio.run(run_shapes(url, big_user, args.runs, args.only))
+    report(args, results)
+
+
+def report(args: argparse.Namespace, results: list[tuple[str, float, float, str]]) -> None:
+    """The results as a Markdown table, with the sizes and the load average."""
     print()
-    print(f"{args.big:,} tasks for the user, {args.others:,} for {args.other_users:,} others")
+    sizes = (
+        "sizes of the --existing database"
+        if args.existing
+        else (f"{args.big:,} tasks for the user, {args.others:,} for {args.other_users:,} others")
+    )
+    load1, load5, _ = os.getloadavg()
+    print(f"{sizes}; load average {load1:.1f} / {load5:.1f} (1 / 5 min) at the end")
     print()
     print("| shape | p50 ms | p99 ms | plan |")
     print("| --- | ---: | ---: | --- |")

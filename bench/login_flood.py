@@ -32,12 +32,15 @@ import contextlib
 import dataclasses
 import os
 import re
+import resource
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import bcrypt
@@ -96,28 +99,79 @@ async def run_wrk(url: str, seconds: int, token: str) -> tuple[int, float, float
     return total, lat("50%"), lat("99%"), errors
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection, written by hand to cost the flood as little CPU
+    as a real attacker's tool would (httpx cost about 1 ms of CPU per login here)."""
+
+    def __init__(self, host: str, port: int, local_address: str) -> None:
+        self.host, self.port, self.local_address = host, port, local_address
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, dict[bytes, bytes]]:
+        """POST `body`; returns the status and the headers (lower-case names); body skipped."""
+        if self.writer is None or self.reader is None:
+            self.reader, self.writer = await asyncio.open_connection(
+                self.host, self.port, local_addr=(self.local_address, 0)
+            )
+        head = (
+            f"POST {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        try:
+            raw = await self.reader.readuntil(b"\r\n\r\n")
+            lines = raw.split(b"\r\n")
+            status = int(lines[0].split(b" ", 2)[1])
+            headers = {}
+            for line in lines[1:]:
+                if line:
+                    name, _, value = line.partition(b":")
+                    headers[name.strip().lower()] = value.strip()
+            if headers.get(b"transfer-encoding") == b"chunked":
+                while True:
+                    size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+                    await self.reader.readexactly(size + 2)
+                    if size == 0:
+                        break
+            else:
+                await self.reader.readexactly(int(headers.get(b"content-length", b"0")))
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+            self.close()
+            raise
+        if headers.get(b"connection") == b"close":
+            self.close()
+        return status, headers
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
 async def flooder(
-    http: httpx.AsyncClient, emails: list[str], flood: Flood, stop: asyncio.Event, pause: float
+    http: Connection, emails: list[str], flood: Flood, stop: asyncio.Event, pause: float
 ) -> None:
     """One flooding connection: wrong-password logins, one after another."""
     n = 0
     while not stop.is_set():
         n += 1
-        body = {"email": emails[n % len(emails)], "password": f"wrong-{uuid.uuid4().hex}"}
+        body = b'{"email":"%s","password":"wrong-%d"}' % (emails[n % len(emails)].encode(), n)
         started = time.monotonic()
         try:
-            response = await http.post("/api/v1/auth/login", json=body)
-        except httpx.HTTPError:
+            status, headers = await http.post("/api/v1/auth/login", body)
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
             flood.other += 1
+            await asyncio.sleep(0.1)
             continue
         elapsed = time.monotonic() - started
         if stop.is_set():
             return
-        if response.status_code == 401:
+        if status == 401:
             flood.answered.append(elapsed)
-        elif response.status_code in (429, 503):
+        elif status in (429, 503):
             flood.refused.append(elapsed)
-            retry_after = response.headers.get("retry-after")
+            retry_after = headers.get(b"retry-after")
             if retry_after is None:
                 flood.retry_after_missing += 1
             wait = float(retry_after or 1) if pause < 0 else pause
@@ -144,26 +198,37 @@ async def measure(
     url: str,
     token: str,
     seconds: int,
-    floods: int,
     emails: list[str],
     pause: float,
+    floods: int = 0,
+    control: list[str] | None = None,
 ) -> Row:
+    """One row: wrk's gets while `floods` flooding connections run (or a `control` load)."""
     flood = Flood() if floods else None
     stop = asyncio.Event()
-    async with contextlib.AsyncExitStack() as clients:
-        tasks: list[asyncio.Task[None]] = []
+    host, port = stack.rest.removeprefix("http://").rsplit(":", 1)
+    connections: list[Connection] = []
+    tasks: list[asyncio.Task[None]] = []
+    controls: list[asyncio.subprocess.Process] = []
+    try:
         for i in range(floods):
             assert flood is not None
             # Each flooder from its own loopback address, as a flood comes from many.
-            transport = httpx.AsyncHTTPTransport(local_address=f"127.0.{i // 250}.{i % 250 + 2}")
-            http = await clients.enter_async_context(
-                httpx.AsyncClient(base_url=stack.rest, timeout=60, transport=transport)
-            )
+            http = Connection(host, int(port), f"127.0.{i // 250}.{i % 250 + 2}")
+            connections.append(http)
             tasks.append(asyncio.create_task(flooder(http, emails, flood, stop, pause)))
-        if tasks:
+        if control:
+            command = [sys.executable, __file__, "--control", *control]
+            controls.append(await asyncio.create_subprocess_exec(*command))
+        if tasks or controls:
             await asyncio.sleep(1.0)  # let the flood reach bcrypt first
-        groups = stack.processes()
-        cpu_before = cpu_seconds(groups)
+        groups = split_hashers(stack.processes())
+        groups["postgres"] = own_postmaster(stack)
+        groups["load"] = [psutil.Process(c.pid) for c in controls]
+        groups["load"] += [c for p in groups["load"] for c in p.children(recursive=True)]
+        cpu_before = cpu_now(groups)
+        client_before = psutil.Process().cpu_times()
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         idle_before = psutil.cpu_times().idle
         started = time.monotonic()
         if flood is not None:
@@ -172,15 +237,108 @@ async def measure(
         total, p50, p99, errors = await run_wrk(url, seconds, token)
         elapsed = time.monotonic() - started
         idle = (psutil.cpu_times().idle - idle_before) / elapsed
-        cpu_after = cpu_seconds(groups)
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client_after = psutil.Process().cpu_times()
+        cpu_after = cpu_now(groups)
         cpu = {name: (cpu_after[name] - cpu_before[name]) / elapsed for name in cpu_before}
+        cpu["wrk"] = (
+            children_after.ru_utime
+            + children_after.ru_stime
+            - children_before.ru_utime
+            - children_before.ru_stime
+        ) / elapsed
+        cpu["client"] = (
+            client_after.user + client_after.system - client_before.user - client_before.system
+        ) / elapsed
+    finally:
         stop.set()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for connection in connections:
+            connection.close()
+        for process in controls:
+            process.terminate()
+            await process.wait()
     if floods:
         await settle(stack, emails)
     return Row(name, total / seconds, p50, p99, errors, elapsed, flood, idle, cpu)
+
+
+def own_postmaster(stack: Stack) -> list[psutil.Process]:
+    """The stack's own PostgreSQL (a daemon under our data folder, not our child); others
+    on the machine (other stacks, the system's) are not counted."""
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        ours = "-D" in cmdline and cmdline[cmdline.index("-D") + 1].startswith(
+            str(stack.log_path.parent)
+        )
+        if process.info["name"] == "postgres" and ours:
+            found.append(process)
+    return found
+
+
+def cpu_now(groups: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    """CPU seconds of each group so far; PostgreSQL's backends come and go, so its figure is
+    its postmaster's own, its reaped children's and its live children's."""
+    totals = cpu_seconds({k: v for k, v in groups.items() if k != "postgres"})
+    totals["postgres"] = 0.0
+    for postmaster in groups["postgres"]:
+        with contextlib.suppress(psutil.Error):
+            own = postmaster.cpu_times()
+            totals["postgres"] += own.user + own.system + own.children_user + own.children_system
+            for child in postmaster.children():
+                with contextlib.suppress(psutil.Error):
+                    times = child.cpu_times()
+                    totals["postgres"] += times.user + times.system
+    return totals
+
+
+def split_hashers(groups: dict[str, list[psutil.Process]]) -> dict[str, list[psutil.Process]]:
+    """Move the hashing children (each leads its own session) out of the server group."""
+    server: list[psutil.Process] = []
+    hashers: list[psutil.Process] = []
+    for process in groups["server"]:
+        with contextlib.suppress(OSError):
+            (hashers if os.getsid(process.pid) == process.pid else server).append(process)
+    return {**groups, "server": server, "hashers": hashers}
+
+
+def busy_loop(cores: float) -> None:
+    """Control load: spin `cores` of one CPU (duty cycle over 5 ms), at normal priority, in
+    this script's session (the flood client's scheduling group), until terminated."""
+    period = 0.005
+    while True:
+        began = time.perf_counter()
+        while time.perf_counter() - began < period * cores:
+            pass
+        time.sleep(max(0.0, period - (time.perf_counter() - began)))
+
+
+def idle_hashing(processes: int, rounds: int) -> None:
+    """Control load: `processes` bcrypt loops set up as the server's hashing processes are
+    (SCHED_IDLE, each in its own nice-19 autogroup), with no HTTP at all, until terminated."""
+    from server.auth.hash_pool import lower_process_priority
+
+    children = []
+    for _ in range(processes):
+        pid = os.fork()
+        if pid == 0:
+            lower_process_priority("idle", os.getppid())
+            salt = bcrypt.gensalt(rounds)
+            while True:
+                bcrypt.hashpw(b"x" * 44, salt)
+        children.append(pid)
+
+    def kill_all(*_: object) -> None:
+        for child in children:
+            os.kill(child, signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, kill_all)
+    for child in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child, 0)
 
 
 def bcrypt_seconds(rounds: int) -> float:
@@ -193,18 +351,34 @@ def bcrypt_seconds(rounds: int) -> float:
     return min(times)
 
 
+def _patiently(send: Callable[[], httpx.Response]) -> httpx.Response:
+    """Send until answered: on a machine busy with other work an idle-priority hash may
+    outlast Envoy's 30 s route timeout (504), or the pool may be full (429)."""
+    for _ in range(20):
+        response = send()
+        if response.status_code not in (429, 503, 504):
+            break
+        time.sleep(1.0)
+    response.raise_for_status()
+    return response
+
+
 def setup(stack: Stack, accounts: int) -> tuple[str, str, list[str]]:
     """Register the get user and the flood's targets; returns (token, task id, emails)."""
     emails = []
     with httpx.Client(base_url=stack.rest, timeout=60) as http:
         for _ in range(accounts + 1):
-            email = f"flood-{uuid.uuid4().hex[:10]}@example.com"
-            body = {"email": email, "password": PASSWORD, "name": "F"}
-            created = http.post("/api/v1/auth/register", json=body)
-            created.raise_for_status()
-            emails.append(email)
-        login = http.post("/api/v1/auth/login", json={"email": emails[0], "password": PASSWORD})
-        login.raise_for_status()
+
+            def register() -> httpx.Response:
+                email = f"flood-{uuid.uuid4().hex[:10]}@example.com"  # new: a 504 may register
+                body = {"email": email, "password": PASSWORD, "name": "F"}
+                return http.post("/api/v1/auth/register", json=body)
+
+            created = _patiently(register)
+            emails.append(created.json()["email"])
+        login = _patiently(
+            lambda: http.post("/api/v1/auth/login", json={"email": emails[0], "password": PASSWORD})
+        )
         token = login.json()["access_token"]
         task = http.post(
             "/api/v1/users/me/tasks",
@@ -233,13 +407,15 @@ def print_table(rows: list[Row], args: argparse.Namespace, hash_s: float) -> Non
         f"{args.workers} server processes + Envoy + PostgreSQL + wrk + this client on "
         f"{os.cpu_count()} shared cores; bcrypt cost {args.rounds} = {hash_s * 1000:.0f} ms "
         f"here; {args.duration} s per row; refused flooders pause {pause}"
-        + (f"; {' '.join(args.env)}." if args.env else ".")
+        + (f"; {' '.join(args.env)}" if args.env else "")
+        + f"; load average {args.load_at_start:.1f} at the start, "
+        + f"{os.getloadavg()[0]:.1f} at the end."
     )
     print()
     print(
         "| flood | get req/s | get p50 | get p99 | req/s vs no flood | p99 vs no flood "
         "| logins/s (goal) | refusals/s | refusal p99 | login p50 "
-        "| CPU server / Envoy | idle cores |"
+        "| CPU server / hashers / Envoy / PostgreSQL / wrk / flood client / control | idle cores |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for index, row in enumerate(rows):
@@ -250,8 +426,12 @@ def print_table(rows: list[Row], args: argparse.Namespace, hash_s: float) -> Non
         refusals = f"{len(flood.refused) / row.seconds:.1f}" if flood else "—"
         refusal_p99 = f"{ms(flood.refused, 99):.0f} ms" if flood and flood.refused else "—"
         login_p50 = f"{ms(flood.answered, 50):.0f} ms" if flood and flood.answered else "—"
-        versus = f"{row.get_rps / rps - 1:+.0%} | {row.get_p99_ms / p99:.2f}x" if flood else "— | —"
-        cpu = " / ".join(f"{row.cpu_cores[k]:.2f}" for k in ("server", "envoy"))
+        loaded = row.name != "no flood"
+        versus = (
+            f"{row.get_rps / rps - 1:+.0%} | {row.get_p99_ms / p99:.2f}x" if loaded else "— | —"
+        )
+        groups = ("server", "hashers", "envoy", "postgres", "wrk", "client", "load")
+        cpu = " / ".join(f"{row.cpu_cores[k]:.2f}" for k in groups)
         print(
             f"| {row.name} | {row.get_rps:,.0f} | {row.get_p50_ms:.1f} ms | "
             f"{row.get_p99_ms:.1f} ms | {versus} | {logins} | {refusals} | "
@@ -277,6 +457,7 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         "TODO_THROTTLE_PER_ACCOUNT": HUGE,
         **dict(item.split("=", 1) for item in args.env),
     }
+    args.load_at_start = os.getloadavg()[0]
     print(f"==> starting the stack ({args.workers} workers + Envoy)", flush=True)
     try:
         stack = Stack(args.workers, work, args.log_level, env)
@@ -286,17 +467,39 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         token, task_id, emails = setup(stack, 8)
         url = f"{stack.rest}/api/v1/users/me/tasks/{task_id}"
         hash_s = bcrypt_seconds(args.rounds)
-        plan = [("no flood", 0)]
-        for n in args.floods:
-            plan += [(f"{n} flooding", n), ("no flood", 0)]
         rows = []
-        for name, floods in plan:
+
+        async def row(name: str, floods: int = 0, control: list[str] | None = None) -> Row:
             print(f"==> {name} ({args.duration}s)", flush=True)
             rows.append(
                 await measure(
-                    name, stack, url, token, args.duration, floods, emails, args.refusal_pause
+                    name,
+                    stack,
+                    url,
+                    token,
+                    args.duration,
+                    emails,
+                    args.refusal_pause,
+                    floods,
+                    control,
                 )
             )
+            return rows[-1]
+
+        await row("no flood")
+        for n in args.floods:
+            flooded = await row(f"{n} flooding", floods=n)
+            await row("no flood")
+            if args.controls:
+                client = flooded.cpu_cores["client"]
+                await row(f"busy loop = {n}'s client", control=["busy", f"{client:.3f}"])
+                await row("no flood")
+        if args.controls:
+            slots = args.workers * max(1, (os.cpu_count() or 1) // args.workers)
+            hashing = ["hash", str(slots), str(args.rounds)]
+            for _ in range(2):
+                await row("idle hashing only", control=hashing)
+                await row("no flood")
         print_table(rows, args, hash_s)
     finally:
         stack.stop()
@@ -310,7 +513,7 @@ def main() -> None:
     parser.add_argument(
         "--floods",
         type=int,
-        nargs="+",
+        nargs="*",
         default=[4, 16, 64],
         help="flooding connections, one row each (default 4 16 64)",
     )
@@ -332,7 +535,20 @@ def main() -> None:
     parser.add_argument(
         "--log-level", default="INFO", help="server log level (default INFO, as deployed)"
     )
+    parser.add_argument(
+        "--controls",
+        action="store_true",
+        help="add control rows: a busy loop at each flood client's CPU, and bcrypt at idle "
+        "priority with no HTTP (what the hashing alone costs the gets)",
+    )
+    parser.add_argument("--control", nargs="+", help=argparse.SUPPRESS)  # a control load's process
     args = parser.parse_args()
+    if args.control:
+        if args.control[0] == "busy":
+            busy_loop(float(args.control[1]))
+        else:
+            idle_hashing(int(args.control[1]), int(args.control[2]))
+        return
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
     with tempfile.TemporaryDirectory(prefix="todo-flood-") as tmp:

@@ -39,7 +39,15 @@ from typing import Any
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from stack import Stack
-from throughput import Result, check_grpc, grpc_frame, measure, run_h2load, run_wrk, setup
+from throughput import (
+    Result,
+    check_grpc,
+    grpc_frame,
+    measure,
+    run_h2load,
+    run_wrk,
+    setup_one_user,
+)
 from todo.v1 import task_service_pb2
 
 
@@ -116,7 +124,7 @@ def _run(
     loads: dict[str, dict[str, Callable[[], tuple[int, float, float, int]]]] = {}
     streams = max(args.connections // 4, 1)
     for name, stack in stacks.items():
-        token, _, task_id = setup(stack, 20)
+        token, _, task_id = setup_one_user(stack, 20)
         check_grpc(f"127.0.0.1:{stack.envoy_port}", token, task_id)
         body = work / f"{name}.bin"
         body.write_bytes(

@@ -15,6 +15,8 @@ Interceptor order, outermost first:
 7. ReadRetryInterceptor: a read that lost its database connection runs once more.
 
 So an authentication failure or a refused call is mapped by (2) and logged by (1).
+They run as one grpc.aio interceptor (interceptors/pipeline.py), which wraps each
+method's handler in them once, on its first call, not on every call.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ from server.db.listener import NotificationListener, ready_listeners
 from server.db.pool import Pool, make_pool
 from server.health import HealthMonitor
 from server.interceptors.auth import AuthInterceptor
+from server.interceptors.base import WrappingInterceptor
 from server.interceptors.errors import ErrorInterceptor
+from server.interceptors.pipeline import Pipeline
 from server.interceptors.rate_limit import RateLimitInterceptor
 from server.interceptors.retry import ReadRetryInterceptor, read_methods
 from server.interceptors.telemetry import TelemetryInterceptor, UseCaseSpanInterceptor
@@ -136,11 +140,13 @@ async def create_server(
     _background(stack, _sample_forever(pool, revocations))
     _background(stack, housekeeping.run(uow, settings))
     tokens = TokenCodec(settings)
-    interceptors = [
-        *_interceptors(settings, tokens, revocations),
-        ReadRetryInterceptor(read_methods(_services()), availability.confirm),
-    ]
-    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+    pipeline = Pipeline(
+        [
+            *_interceptors(settings, tokens, revocations),
+            ReadRetryInterceptor(read_methods(_services()), availability.confirm),
+        ]
+    )
+    server = grpc.aio.server(interceptors=[pipeline], options=SERVER_OPTIONS)
     hasher = PasswordHasher(settings.bcrypt_rounds, _hash_pool(settings, stack))
     _add_servicers(server, settings, tokens, hasher, uow, feed, revocations)
     monitor = await _add_health(server, stack, availability)
@@ -154,9 +160,9 @@ async def create_server(
 
 def _interceptors(
     settings: Settings, tokens: TokenCodec, sessions: SessionRevocations
-) -> list[grpc.aio.ServerInterceptor]:
+) -> list[WrappingInterceptor]:
     """The interceptors in the order of the module docstring."""
-    interceptors: list[grpc.aio.ServerInterceptor] = [
+    interceptors: list[WrappingInterceptor] = [
         TelemetryInterceptor(),
         ErrorInterceptor(),
         AuthInterceptor(tokens, sessions),

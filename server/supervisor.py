@@ -62,6 +62,12 @@ def _worker_main(settings: Settings, port: int) -> None:
     # stderr, next to the supervisor's "died (signal ...)" line: the only trace it leaves.
     faulthandler.enable()
     logs.configure(settings.log_level, settings.effective_log_format)
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(app.serve(settings, port))
+        return
     asyncio.run(app.serve(settings, port))
 
 

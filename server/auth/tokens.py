@@ -8,6 +8,14 @@ rotation; any other `kid`, or none, is refused), requires every claim, checks
 issuer, audience, `nbf` and expiry (with a small leeway) and refuses a token
 of the other type.
 
+Verified access and refresh tokens are remembered (`VerifiedCache`, a small bounded map
+from the token's exact text to its claims): a client sends the same access token on every
+call, and decoding and checking it again (base64, JSON, HMAC) was about a tenth of a
+get-task's server CPU. A hit is still checked against the clock (expiry and `nbf`, with
+the same leeway) and its type on every call; revocation is not the codec's business and
+is checked by the caller on every call, cached or not. Only tokens that verified are kept,
+so a forged or garbled token is decoded (and refused) every time.
+
 A key's id is derived from the key itself (a truncated SHA-256), so every
 process agrees on it and rotating needs no extra setting: set the new
 `jwt_secret`, move the old one to `jwt_previous_secret`.
@@ -19,6 +27,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import secrets
+import time
 import uuid
 from typing import Any, Literal
 
@@ -31,6 +40,8 @@ ALGORITHM = "HS256"
 LEEWAY_S = 5
 _REQUIRED = ["iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "typ"]
 TokenType = Literal["access", "refresh"]
+CACHE_SIZE = 4096
+"""Verified tokens a process remembers (a few hundred bytes each)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +67,36 @@ def key_id(secret: str) -> str:
     return hashlib.sha256(b"todo.v1 jwt kid\0" + secret.encode("utf-8")).hexdigest()[:16]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Verified:
+    claims: Claims
+    kind: str
+    not_before: float
+    expires: float
+
+
+class VerifiedCache:
+    """Tokens that verified, by their exact text; the oldest entry goes when it is full."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self._size = size
+        self._entries: dict[str, _Verified] = {}
+
+    def get(self, token: str) -> _Verified | None:
+        """The remembered verification of `token`, if any."""
+        return self._entries.get(token)
+
+    def put(self, token: str, verified: _Verified) -> None:
+        """Remember a verified token, forgetting the oldest one when full."""
+        if len(self._entries) >= self._size:
+            del self._entries[next(iter(self._entries))]
+        self._entries[token] = verified
+
+    def forget(self, token: str) -> None:
+        """Drop a token (it has expired)."""
+        self._entries.pop(token, None)
+
+
 class TokenCodec:
     """Signs with the current key; verifies with the current or the previous one, by `kid`."""
 
@@ -71,6 +112,7 @@ class TokenCodec:
             "access": dt.timedelta(seconds=settings.access_token_ttl_s),
             "refresh": dt.timedelta(seconds=settings.refresh_token_ttl_s),
         }
+        self._verified = VerifiedCache()
 
     def ttl(self, kind: TokenType) -> dt.timedelta:
         """The lifetime of a token of this kind."""
@@ -96,7 +138,27 @@ class TokenCodec:
         return IssuedToken(token, Claims(user_id, session_id, jti, expires_at))
 
     def verify(self, token: str, kind: TokenType) -> Claims:
-        """Verify a token of `kind`; raises errors.Unauthenticated on any problem."""
+        """Verify a token of `kind`; raises errors.Unauthenticated on any problem.
+
+        A token verified before is not decoded again, but its type and its time window
+        are checked again, as `jwt.decode` would.
+        """
+        known = self._verified.get(token)
+        if known is None:
+            known = self._decode(token)
+            self._verified.put(token, known)
+        now = time.time()
+        if known.expires <= now - LEEWAY_S:
+            self._verified.forget(token)
+            raise errors.Unauthenticated("token has expired", reason="TOKEN_EXPIRED")
+        if known.not_before > now + LEEWAY_S:
+            raise errors.Unauthenticated("token is not valid yet", reason="TOKEN_NOT_YET_VALID")
+        if known.kind != kind:
+            raise errors.Unauthenticated(f"not an {kind} token", reason="WRONG_TOKEN_TYPE")
+        return known.claims
+
+    def _decode(self, token: str) -> _Verified:
+        """Decode and check a token (signature, claims, time window) with PyJWT."""
         try:
             payload: dict[str, Any] = jwt.decode(
                 token,
@@ -115,14 +177,15 @@ class TokenCodec:
             ) from None
         except jwt.PyJWTError:
             raise errors.Unauthenticated("token is invalid", reason="INVALID_TOKEN") from None
-        if payload["typ"] != kind:
-            raise errors.Unauthenticated(f"not an {kind} token", reason="WRONG_TOKEN_TYPE")
         try:
-            return Claims(
+            claims = Claims(
                 user_id=uuid.UUID(payload["sub"]),
                 session_id=uuid.UUID(payload["sid"]),
                 token_id=str(payload["jti"]),
                 expires_at=dt.datetime.fromtimestamp(int(payload["exp"]), dt.UTC),
+            )
+            return _Verified(
+                claims, str(payload["typ"]), float(payload["nbf"]), float(payload["exp"])
             )
         except (TypeError, ValueError):
             raise errors.Unauthenticated("token is invalid", reason="INVALID_TOKEN") from None

@@ -69,27 +69,45 @@ class Executor:
         self._connection = connection
 
     async def fetch_one(
-        self, query: abc.QueryNoTemplate, params: abc.Params | None = None
+        self,
+        query: abc.QueryNoTemplate,
+        params: abc.Params | None = None,
+        *,
+        prepare: bool | None = None,
     ) -> tuple[Any, ...] | None:
-        """Run a statement and return its first row, or None."""
+        """Run a statement and return its first row, or None (`prepare`: see fetch_all)."""
         with _observed(_statement_name()), database_errors():
-            cursor = await self._connection.execute(query, params)
+            cursor = await self._connection.execute(query, params, prepare=prepare)
             return await cursor.fetchone()
 
     async def fetch_all(
-        self, query: abc.QueryNoTemplate, params: abc.Params | None = None
+        self,
+        query: abc.QueryNoTemplate,
+        params: abc.Params | None = None,
+        *,
+        prepare: bool | None = None,
     ) -> list[tuple[Any, ...]]:
-        """Run a statement and return all its rows."""
+        """Run a statement and return all its rows.
+
+        `prepare=False` never prepares it: PostgreSQL plans it for its values each time. A
+        statement psycopg has prepared (after 5 runs on a connection) gets PostgreSQL's generic
+        plan after 5 more when that looks cheaper, and for some shapes it is far slower (a `q`
+        count: a bitmap of every match, sorted, instead of a walk that stops at the cap).
+        """
         with _observed(_statement_name()), database_errors():
-            cursor = await self._connection.execute(query, params)
+            cursor = await self._connection.execute(query, params, prepare=prepare)
             return await cursor.fetchall()
 
     async def fetch_all_binary(
-        self, query: abc.QueryNoTemplate, params: abc.Params | None = None
+        self,
+        query: abc.QueryNoTemplate,
+        params: abc.Params | None = None,
+        *,
+        prepare: bool | None = None,
     ) -> list[tuple[Any, ...]]:
         """`fetch_all` with the rows in PostgreSQL's binary format (less to parse per value)."""
         with _observed(_statement_name()), database_errors():
-            cursor = await self._connection.execute(query, params, binary=True)
+            cursor = await self._connection.execute(query, params, prepare=prepare, binary=True)
             return await cursor.fetchall()
 
     async def execute(self, query: abc.QueryNoTemplate, params: abc.Params | None = None) -> int:

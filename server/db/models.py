@@ -137,8 +137,10 @@ sa.Index(
     TaskRow.user_id,
     TaskRow.created_at.desc(),
     TaskRow.id.desc(),
+    postgresql_include=["due_at"],
 )
-"""The newest-first listing: `WHERE user_id = ? AND (created_at, id) < (?, ?)`."""
+"""The newest-first listing: `WHERE user_id = ? AND (created_at, id) < (?, ?)`; `due_at`
+included, so a due-range page filters the walk in the index (repositories/tasks.py)."""
 
 # Filters on the default (newest-first) order: an equality prefix, then the listing order.
 for _column in (TaskRow.completed, TaskRow.priority, TaskRow.category):
@@ -170,8 +172,10 @@ sa.Index(
     TaskRow.remind_at,
     TaskRow.id,
     postgresql_where=sa.text("NOT completed AND remind_at IS NOT NULL"),
+    postgresql_include=["title", "due_at"],
 )
-"""Reminders: open tasks by remind_at, then id (the query's order, so it stops at its limit)."""
+"""Reminders: open tasks by remind_at, then id (the query's order, so it stops at its limit),
+including the rest of what the query returns: an index-only scan."""
 for _column in (TaskRow.title, TaskRow.description):
     sa.Index(
         f"ix_tasks_{_column.key}_trgm",

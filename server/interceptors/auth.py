@@ -44,6 +44,10 @@ class AuthInterceptor(WrappingInterceptor):
         self._sessions = sessions
         self._public = frozenset(public_methods)
 
+    def applies(self, method: str) -> bool:
+        """Public methods pass untouched."""
+        return method not in self._public
+
     async def around_unary(
         self,
         method: str,

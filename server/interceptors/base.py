@@ -25,7 +25,12 @@ Deserializer = Callable[[bytes], Any]
 
 
 class WrappingInterceptor(grpc.aio.ServerInterceptor):
-    """Base class: wraps unary-unary and unary-stream handlers."""
+    """Base class: wraps unary-unary and unary-stream handlers.
+
+    Used on its own (`intercept_service`), it wraps the handler on every call, as any
+    grpc.aio interceptor does; the server composes its interceptors with `Pipeline`
+    (pipeline.py) instead, which calls `wrap` once per method.
+    """
 
     async def intercept_service(
         self,
@@ -36,7 +41,14 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method: str = handler_call_details.method
+        return self.wrap(handler_call_details.method, handler)
+
+    def applies(self, method: str) -> bool:
+        """Whether this interceptor does anything for `method` (else `Pipeline` skips it)."""
+        return True
+
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        """`handler` with this interceptor's behaviour around it."""
         if handler.unary_unary is not None:
             inner_unary = cast(UnaryBehavior, handler.unary_unary)
 

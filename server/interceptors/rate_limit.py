@@ -10,12 +10,15 @@ call is refused with RESOURCE_EXHAUSTED, a RetryInfo and `retry-after`.
 
 Transcoded REST calls (Envoy sets `x-envoy-original-path`) also get the IETF draft's
 `RateLimit-Limit` (the burst), `RateLimit-Remaining` and `RateLimit-Reset` (seconds until
-the bucket is full) as
-response headers: on success as initial metadata sent with the answer (or before a
-stream's first message), on the limit's own refusal with the error's trailers. They are
-not sent earlier because an error after initial metadata is no longer "trailers-only",
-and Envoy's transcoder then drops its trailers (`retry-after` among them) from the
-headers. Other errors carry no RateLimit-* headers.
+the bucket is full) as response headers: on a unary success as trailing metadata, which
+Envoy's response Lua filter moves into the REST reply's headers (server/envoy/envoy.yaml);
+before a stream's first message as initial metadata; on the limit's own refusal with the
+error's trailers (a trailers-only reply, whose trailers the transcoder makes headers).
+A unary success used to send them as initial metadata, one more gRPC operation and event
+loop round trip per call (a tenth of a REST get's server CPU, `make profile`); sending
+them earlier is not an option either: an error after initial metadata is no longer
+"trailers-only", and Envoy's transcoder then drops its trailers (`retry-after` among them)
+from the headers. Other errors carry no RateLimit-* headers.
 
 `RateLimit-Remaining` is `Decision.remaining`: the whole calls the answering bucket still
 admits right now, so it never promises more than that bucket gives the next call, and a
@@ -134,7 +137,7 @@ class RateLimitInterceptor(WrappingInterceptor):
         headers = self._admit(context)
         response = await behavior(request, context)
         if headers:
-            await context.send_initial_metadata(headers)
+            context.set_trailing_metadata(headers)  # Envoy makes them headers (see above)
         return response
 
     async def around_stream(

@@ -46,6 +46,10 @@ class ReadRetryInterceptor(WrappingInterceptor):
         self._reads = reads
         self._database_answers = database_answers
 
+    def applies(self, method: str) -> bool:
+        """Only reads are retried."""
+        return method in self._reads
+
     async def around_unary(
         self,
         method: str,

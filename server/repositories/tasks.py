@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import uuid
@@ -83,6 +84,28 @@ _TAG_WALK = sql.SQL("""(
 )
 """The user's tasks carrying one tag, as a `tasks` look-alike whose `created_at` and `id`
 come from `task_tags`: the newest-first listing walks its primary key and stops at the page."""
+
+_KEYS_WALK = sql.SQL("""(
+    SELECT t.* FROM (
+        SELECT id FROM tasks WHERE {where} ORDER BY {order} LIMIT %(limit)s
+    ) AS k
+    JOIN tasks AS t ON t.id = k.id
+) AS tasks""")
+"""The page's tasks found by walking the listing's index alone (it includes `due_at`, so the
+due-range filter reads the index tuple), then read from the table by id: only the page's rows
+are fetched, not every walked row. The outer query re-applies the conditions and the order to
+those few rows."""
+
+
+def _index_only_walk(query: domain.TaskQuery) -> bool:
+    """Whether the page's filter reads only columns the listing's index holds (a due range)."""
+    f = query.filter
+    return (
+        query.order == domain.DEFAULT_ORDER
+        and (f.due_after is not None or f.due_before is not None)
+        and dataclasses.replace(f, due_after=None, due_before=None) == domain.TaskFilter()
+    )
+
 
 WALK = 2_000
 """How many of the listing's rows a `q` page scans before falling back to the trigram index."""
@@ -307,6 +330,9 @@ class PgTasksRepository:
             "order": task_queries.order_clause(columns),
             "source": source,
         }
+        count_source = source
+        if _index_only_walk(query):
+            parts["source"] = _KEYS_WALK.format(where=parts["where"], order=parts["order"])
         first = after is None and count
         if query.filter.q:
             return await self._q_page(
@@ -315,7 +341,7 @@ class PgTasksRepository:
         if first:
             due_range = query.filter.due_after is not None or query.filter.due_before is not None
             count_from: sql.Composable = sql.SQL("{} WHERE {} {}").format(
-                source,
+                count_source,
                 parts["where"],
                 sql.SQL("") if due_range else sql.SQL("ORDER BY {}").format(parts["order"]),
             )
@@ -348,7 +374,13 @@ class PgTasksRepository:
         count: bool,
         binary: bool,
     ) -> tuple[list[Any], int, int]:
-        """A `q` page in two steps: walk the listing, else the trigram indexes (see _Q_WALK)."""
+        """A `q` page in two steps: walk the listing, else the trigram indexes (see _Q_WALK).
+
+        Each statement is planned for its values (`prepare=False`): the generic plan
+        PostgreSQL switches a prepared statement to reads every match of the term through the
+        trigram and tag indexes and sorts them (48-89 ms against 7 for the walk, measured on
+        PostgreSQL 18 at 200k tasks).
+        """
         walk = max(WALK, 4 * (page_size + 1))
         q_index = conditions.index(task_queries.Q_CONDITION)
         rest = conditions[:q_index] + conditions[q_index + 1 :]
@@ -361,13 +393,15 @@ class PgTasksRepository:
             }
         )
         fetch = self._db.fetch_all_binary if binary else self._db.fetch_all
-        rows = await fetch(task_rows.text(statement), {**params, "walk": walk})
+        rows = await fetch(task_rows.text(statement), {**params, "walk": walk}, prepare=False)
         first = after is None and count
         if len(rows) > page_size:  # the walk filled the page
             total = after.total_size if after else 0
             if first:
                 count_statement = _COUNT.format(**parts)
-                row = await self._db.fetch_one(task_rows.text(count_statement), params)
+                row = await self._db.fetch_one(
+                    task_rows.text(count_statement), params, prepare=False
+                )
                 total = row[0] if row else 0
         else:  # it ran dry (or the matches ran out): step two finds every remaining match
             statement = _Q_FALLBACK.format(
@@ -375,7 +409,7 @@ class PgTasksRepository:
                 m_order=task_queries.order_clause(columns, prefix="m"),
                 outer_order=task_queries.order_clause(columns, prefix="p"),
             )
-            raw = await fetch(task_rows.text(statement), params)
+            raw = await fetch(task_rows.text(statement), params, prepare=False)
             rows = [row for row in raw if row[1] is not None]
             total = after.total_size if after else (raw[0][0] if raw and first else 0)
         if total > COUNT_CAP and first:
@@ -383,7 +417,9 @@ class PgTasksRepository:
         return rows, total, len(columns)
 
     async def _estimate(self, where: sql.Composable, params: dict[str, Any]) -> int:
-        row = await self._db.fetch_one(task_rows.text(_ESTIMATE.format(where=where)), params)
+        row = await self._db.fetch_one(
+            task_rows.text(_ESTIMATE.format(where=where)), params, prepare=False
+        )
         estimate = int(row[0][0]["Plan"]["Plan Rows"]) if row else 0
         return max(estimate, COUNT_CAP + 1)
 

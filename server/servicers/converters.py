@@ -18,13 +18,21 @@ from server import domain, errors
 from server.services import queries, validation
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
-    """A datetime as a Timestamp."""
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
+    """A datetime as a Timestamp (a naive one taken as UTC, as `FromDatetime` does).
+
+    Built from the difference to the epoch: the same result as `Timestamp.FromDatetime`,
+    in half its time (a listed page holds a few dozen timestamps).
+    """
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    delta = value - _EPOCH
+    return timestamp_pb2.Timestamp(
+        seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000
+    )
 
 
 def optional_datetime(message: Any, field: str) -> dt.datetime | None:

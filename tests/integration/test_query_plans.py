@@ -49,11 +49,15 @@ class ExplainingExecutor(executor.Executor):
         assert row is not None
         self.plans.append(row[0][0]["Plan"])
 
-    async def fetch_all(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
+    async def fetch_all(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None
+    ) -> list[tuple[Any, ...]]:
         await self._explain(query, params)
         return []
 
-    async def fetch_one(self, query: Any, params: Any = None) -> tuple[Any, ...] | None:
+    async def fetch_one(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None
+    ) -> tuple[Any, ...] | None:
         await self._explain(query, params)
         return None
 
@@ -120,6 +124,8 @@ async def test_query_shapes_use_indexes(
     await repo.reminders(user.id, dt.timedelta(days=1), 100)
     await repo.stats(user.id, domain.TaskFilter())
     await repo.list_page(bulk_user, domain.TaskQuery(queries.make_filter(q="zebra")), 50, None)
+    month = queries.make_filter(due_after=now, due_before=now + dt.timedelta(days=30))
+    await repo.list_page(bulk_user, domain.TaskQuery(month), 50, None)
     # Each q shape: the walk finds nothing (the executor answers no rows), so step two follows.
     names = [
         n
@@ -127,6 +133,7 @@ async def test_query_shapes_use_indexes(
         for n in ((shape, f"{shape} fallback") if "q" in shape.split() else (shape,))
     ]
     names += ["next page", "tags", "reminders", "stats", "bulk rare q", "bulk rare q fallback"]
+    names += ["bulk due range"]
     scanning = [
         name
         for name, plan in zip(names, explaining.plans, strict=True)
@@ -146,21 +153,55 @@ async def test_query_shapes_use_indexes(
     assert {"ix_tasks_title_trgm", "ix_tasks_description_trgm"} <= _indexes(
         plans["bulk rare q fallback"]
     )
-    # A due range: the count is planned apart from the page, on the due-date index.
+    # A due range: the count is planned apart from the page, on the due-date index; where the
+    # range is wide enough for the page to walk the listing, it walks the listing's index alone
+    # (due_at is included) and reads only the page's rows, by id.
     assert "ix_tasks_user_id_due_at_id" in _indexes(plans["due range"])
-    # Reminders use their index (at scale in order, stopping at the limit: bench/data_scale.py);
-    # stats and tags read the aggregates.
+    due_walk = _scans(plans["bulk due range"])
+    assert ("Index Only Scan", "ix_tasks_user_id_created_at_id") in due_walk
+    assert ("Index Scan", "ix_tasks_user_id_created_at_id") not in due_walk
+    assert ("Index Scan", "pk_tasks") in due_walk
+    # Reminders use their index (at scale in order, stopping at the limit, index-only once the
+    # table is vacuumed: bench/data_scale.py); stats and tags read the aggregates.
     assert "ix_tasks_user_id_remind_at_id" in _indexes(plans["reminders"])
     assert _relations(plans["tags"]) == {"task_counts"}
     assert {"task_counts", "task_time_counts"} <= _relations(plans["stats"])
     # ... touching `tasks` only for the open tasks due in the current 15 minutes.
     task_indexes = {i for i in _indexes(plans["stats"]) if i.startswith("ix_tasks")}
     assert task_indexes <= {"ix_tasks_user_id_due_at_id"}
+    # The reminders index covers the query: walked in its order it needs no table row. (A table
+    # filled in this uncommitted transaction has no all-visible pages, so the planner prefers a
+    # bitmap here; at scale, after VACUUM, it picks this plan on its own.)
+    await conn.execute("SET LOCAL enable_bitmapscan = off")
+    await repo.reminders(bulk_user, dt.timedelta(days=1), 1000)
+    assert _scans(explaining.plans[-1]) == {("Index Only Scan", "ix_tasks_user_id_remind_at_id")}
 
 
 def _indexes(plan: dict[str, Any]) -> set[str]:
     return {n["Index Name"] for n in _nodes(plan) if "Index Name" in n}
 
 
+def _scans(plan: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(n["Node Type"], n["Index Name"]) for n in _nodes(plan) if "Index Name" in n}
+
+
 def _relations(plan: dict[str, Any]) -> set[str]:
     return {n["Relation Name"] for n in _nodes(plan) if "Relation Name" in n}
+
+
+async def test_q_statements_are_never_prepared(
+    conn: executor.Connection, tasks_repo: PgTasksRepository, user: domain.User
+) -> None:
+    """psycopg prepares a statement after 5 runs on a connection, and PostgreSQL then switches
+    it to a generic plan when that looks cheaper: for `q` that plan reads every match through
+    the trigram indexes and sorts them (bench/data_scale.py, README "Query shapes"). The `q`
+    statements (walk, count, fallback, estimate) are planned for their values every time."""
+    await conn.execute(_FILL, {"user_id": user.id, "count": 300})
+    for term in ("milk", "zebra", "task"):  # the walk fills the page; runs dry; over the cap
+        query = domain.TaskQuery(queries.make_filter(q=term))
+        for _ in range(12):
+            await tasks_repo.list_page(user.id, query, 5, None)
+    cursor = await conn.execute(
+        "SELECT statement FROM pg_prepared_statements WHERE statement ILIKE %s", ("%ILIKE%",)
+    )
+    assert await cursor.fetchall() == []

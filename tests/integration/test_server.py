@@ -131,13 +131,17 @@ async def test_transcoded_calls_get_rate_limit_headers(served) -> None:
     users = user_pb2_grpc.UserServiceStub(channel)
     call = users.GetUser(user_pb2.GetUserRequest(user_id="me"), metadata=md)
     await call
-    headers = dict(await call.initial_metadata())
+    # A unary success sends them as trailers; Envoy's response Lua makes them REST headers
+    # (tests/e2e/test_hardened_edge.py sees them there).
+    headers = dict(await call.trailing_metadata())
     assert headers["ratelimit-limit"] == "3"
     assert headers["ratelimit-remaining"] == "2"
     assert headers["ratelimit-reset"] == "1"
+    assert "ratelimit-limit" not in dict(await call.initial_metadata())
     plain = users.GetUser(user_pb2.GetUserRequest(user_id="me"), metadata=md[:1])
     await plain
     assert "ratelimit-limit" not in dict(await plain.initial_metadata())
+    assert "ratelimit-limit" not in dict(await plain.trailing_metadata())
 
 
 async def test_login_throttle_is_resource_exhausted_never_unavailable(served) -> None:

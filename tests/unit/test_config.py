@@ -160,3 +160,10 @@ def test_extra_cors_headers_and_development_tls() -> None:
     assert not production.dev_tls_enabled
     tls = Settings(tls_cert_file=Path("/c.pem"), tls_key_file=Path("/k.pem"))
     assert not tls.dev_tls_enabled  # a real certificate replaces it
+
+
+def test_the_event_loop_is_asyncio_or_uvloop() -> None:
+    assert Settings().event_loop == "asyncio"
+    assert Settings.from_env({"TODO_EVENT_LOOP": "uvloop"}).event_loop == "uvloop"
+    with pytest.raises(ConfigError):
+        Settings.from_env({"TODO_EVENT_LOOP": "trio"})

@@ -44,12 +44,16 @@ def test_remaining_calls_are_all_admitted_and_a_refusal_says_zero(seed: int) -> 
 class Context:
     def __init__(self) -> None:
         self.initial: tuple[tuple[str, str], ...] = ()
+        self.trailing: tuple[tuple[str, str], ...] = ()
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return ((TRANSCODED, "/api/v1/users/me"),)
 
     async def send_initial_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
         self.initial = metadata
+
+    def set_trailing_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.trailing = metadata  # a unary success: Envoy's Lua makes them headers
 
 
 async def _call(interceptor: RateLimitInterceptor, user: uuid.UUID) -> dict[str, str]:
@@ -67,7 +71,7 @@ async def _call(interceptor: RateLimitInterceptor, user: uuid.UUID) -> dict[str,
         return {"status": "429", **dict(refused.metadata)}
     finally:
         principal_ctx.unbind(token)
-    return {"status": "200", **dict(context.initial)}
+    return {"status": "200", **dict(context.initial), **dict(context.trailing)}
 
 
 async def test_a_refusal_never_says_remaining_1_with_several_processes() -> None:

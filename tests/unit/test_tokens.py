@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 import uuid
+from typing import Any, cast
 
 import jwt
 import pytest
 
 from server import errors
-from server.auth.tokens import LEEWAY_S, TokenCodec, key_id
+from server.auth.tokens import LEEWAY_S, TokenCodec, VerifiedCache, key_id
 from server.config import Settings
 
 
@@ -148,3 +150,51 @@ def test_a_token_cannot_pick_the_other_key_by_kid(settings: Settings) -> None:
     with pytest.raises(errors.Unauthenticated) as caught:
         TokenCodec(rotated).verify(token, "access")
     assert caught.value.reason == "INVALID_TOKEN"
+
+
+def test_a_remembered_token_is_checked_against_the_clock_on_every_call(
+    tokens: TokenCodec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued = tokens.issue("access", uuid.uuid4(), uuid.uuid4())
+    tokens.verify(issued.token, "access")  # now remembered
+    expires = issued.claims.expires_at.timestamp()
+    monkeypatch.setattr(time, "time", lambda: expires + LEEWAY_S - 1)
+    assert tokens.verify(issued.token, "access").user_id == issued.claims.user_id
+    monkeypatch.setattr(time, "time", lambda: expires + LEEWAY_S + 1)
+    with pytest.raises(errors.Unauthenticated) as caught:
+        tokens.verify(issued.token, "access")
+    assert caught.value.reason == "TOKEN_EXPIRED"
+
+
+def test_a_remembered_token_is_not_decoded_again_but_its_type_is_checked(
+    tokens: TokenCodec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued = tokens.issue("access", uuid.uuid4(), uuid.uuid4())
+    tokens.verify(issued.token, "access")
+
+    def no_decode(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(jwt, "decode", no_decode)
+    assert tokens.verify(issued.token, "access").session_id == issued.claims.session_id
+    with pytest.raises(errors.Unauthenticated) as caught:
+        tokens.verify(issued.token, "refresh")
+    assert caught.value.reason == "WRONG_TOKEN_TYPE"
+
+
+def test_a_refused_token_is_not_remembered(tokens: TokenCodec) -> None:
+    token = tokens.issue("access", uuid.uuid4(), uuid.uuid4()).token
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    for _ in range(2):
+        with pytest.raises(errors.Unauthenticated) as caught:
+            tokens.verify(forged, "access")
+        assert caught.value.reason == "INVALID_TOKEN"
+
+
+def test_the_cache_of_verified_tokens_is_bounded() -> None:
+    cache = VerifiedCache(size=2)
+    entry = cast(Any, object())
+    for token in ("a", "b", "c"):
+        cache.put(token, entry)
+    assert cache.get("a") is None
+    assert cache.get("b") is entry and cache.get("c") is entry

@@ -54,9 +54,9 @@ async def stream_task_chunks(
             if chunk.next_cursor is None:
                 return
     finally:
-        if not pending.done():  # the caller went away: stop the read ahead
+        if not pending.done():  # the caller went away: stop the read ahead, whatever it meets
             pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pending
 
 

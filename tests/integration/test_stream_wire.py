@@ -20,6 +20,7 @@ from server import domain
 from server.db import executor
 from server.repositories import tasks
 from server.servicers import converters, ndjson
+from server.services import queries
 
 T0 = dt.datetime(2026, 11, 25, 15, 0, 0, tzinfo=dt.UTC)
 
@@ -125,3 +126,26 @@ async def test_chunks_walk_every_task_once(
             break
         cursor = chunk.next_cursor
     assert seen == [str(t.id) for t in expected] and len(seen) == len(stored)
+
+
+async def test_filtered_streams_match_the_listing(
+    conn: executor.Connection, tasks_repo: tasks.PgTasksRepository, user: domain.User
+) -> None:
+    """`q` (both steps) and the tag walk select the wire form too, in the listing's order."""
+    await _stored(conn, tasks_repo, user)
+    for task_filter in (
+        queries.make_filter(q="milk"),
+        queries.make_filter(q="x"),
+        queries.make_filter(tags=["only"]),
+        queries.make_filter(tags=["a"]),
+    ):
+        query = domain.TaskQuery(task_filter)
+        page = await tasks_repo.list_page(user.id, query, 100, None)
+        expected = [str(t.id) for t in page.tasks]
+        for form in domain.WireForm:
+            chunk = await tasks_repo.stream_chunk(user.id, query, 100, None, form)
+            if form is domain.WireForm.FIELDS:
+                got = [values[0] for values in chunk.items]
+            else:
+                got = [json.loads(line)["id"] for line in chunk.items]
+            assert got == expected and expected, (task_filter, form)

@@ -51,6 +51,10 @@ LOG_EVERY_S = 1.0
 """At most one `password_hash_shed` line a second per process (with the count since the last)."""
 
 
+CLOSE_WAIT_S = 5.0
+"""How long `HashPool.close()` waits for a killed process pool's manager thread."""
+
+
 class Shed(Exception):
     """The pool is full: the hash was not run. Retry later."""
 
@@ -271,9 +275,20 @@ class HashPool:
         the pool's call queue while its manager thread may still be about to send
         the stop sentinels, which then never arrive, and the exit waits forever for
         children that idle in `call_queue.get()`.
+
+        The pool's manager thread is then joined (it is done as soon as it sees its
+        children dead): it closes its wake-up pipe on the way out, and Python 3.11's
+        exit handler writes to that pipe without a lock, so an exit while it closed
+        the pipe died with EBADF (CPython gh-125451, fixed in 3.12).
         """
-        _kill_children(self._executor)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        executor = self._executor
+        manager: threading.Thread | None = getattr(executor, "_executor_manager_thread", None)
+        _kill_children(executor)
+        executor.shutdown(wait=False, cancel_futures=True)
+        if manager is not None:
+            manager.join(CLOSE_WAIT_S)
+            if manager.is_alive():  # pragma: no cover - never seen
+                log.warning("the password hashing pool did not stop in %.0f s", CLOSE_WAIT_S)
 
     def _shed(self) -> None:
         self.shed_total += 1

@@ -283,6 +283,21 @@ async def test_a_dead_hashing_process_is_replaced() -> None:
     pool.close()
 
 
+async def test_closing_a_process_pool_leaves_no_manager_thread_for_the_exit_handler() -> None:
+    # Regression: the manager thread closed its wake-up pipe while Python 3.11's exit
+    # handler wrote to it, and the worker exited with EBADF (1 exit in ~120 under load).
+    others = set(threading.enumerate())
+    pool = HashPool(slots=2, queue=0, max_wait_s=1.0, priority="normal", processes=True)
+    await pool.run(pow, 2, 10)
+    pool.close()
+    managers = [
+        thread
+        for thread in set(threading.enumerate()) - others
+        if isinstance(thread, concurrent.futures.process._ExecutorManagerThread)
+    ]
+    assert managers == []
+
+
 def _use_then_close(priority: Priority) -> None:
     """A server worker's life in short: a `multiprocessing` child that hashes, closes, exits."""
 

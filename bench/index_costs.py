@@ -115,7 +115,7 @@ def run(url: str, existing: int, rounds: int, inserts: int, size: int) -> None:
             conn.execute(_LOAD, {"user_id": add_user(conn), "count": existing // 100})
         conn.execute("VACUUM ANALYZE")
         kinds = variants(conn)
-        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        backend = conn.info.backend_pid
         print(
             f"==> {len(kinds)} variants, {rounds} rounds of {inserts} batches of {size}", flush=True
         )

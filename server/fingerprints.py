@@ -2,10 +2,11 @@
 
 The `request_id` body hash of batch calls and the query a page token is bound
 to are hashed over this text: JSON with sorted keys, dataclasses as objects
-keyed by field name, ISO 8601 times, enum members by name, UUIDs as text,
-sets sorted. Python's `repr()` is never used: it changes when a class or a
-field is renamed, and would turn an honest retry after a deploy into
-`REQUEST_ID_REUSED`.
+keyed by field name, ISO 8601 times, enum members by name, UUIDs as text, sets
+sorted. A dataclass field left at its default is left out, so a field added
+with a default changes no hash of a value that does not use it. Python's
+`repr()` is never used: it changes when a class or a field is renamed, and
+would turn an honest retry after a deploy into `REQUEST_ID_REUSED`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.name
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not _at_default(f, getattr(value, f.name))
+        }
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
@@ -37,6 +42,15 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     raise TypeError(f"no canonical form for {type(value).__name__}")
+
+
+def _at_default(field: dataclasses.Field[Any], value: Any) -> bool:
+    """Whether a dataclass field holds its declared default (left out of the text)."""
+    if field.default is not dataclasses.MISSING:
+        return bool(value == field.default)
+    if field.default_factory is not dataclasses.MISSING:
+        return bool(value == field.default_factory())
+    return False
 
 
 def canonical(value: Any) -> str:

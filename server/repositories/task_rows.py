@@ -160,7 +160,7 @@ _PARAMS = tuple((f.name, _TO_PARAM.get(f.kind, _same)) for f in domain.WRITABLE_
 _JSON_PARAMS = tuple((f.name, _TO_JSON.get(f.kind, _same)) for f in domain.WRITABLE_TASK_FIELDS)
 _DECODE = tuple((f.name, _FROM_ROW.get(f.kind, _same)) for f in domain.TASK_SCHEMA)
 _JSON_OUT = tuple((f.name, _TO_JSON.get(f.kind, _same)) for f in domain.TASK_SCHEMA)
-_JSON_IN = tuple((f.name, _FROM_JSON.get(f.kind, _same)) for f in domain.TASK_SCHEMA)
+_JSON_IN = tuple((f.name, f.optional, _FROM_JSON.get(f.kind, _same)) for f in domain.TASK_SCHEMA)
 
 
 def params(fields: domain.TaskFields) -> dict[str, Any]:
@@ -194,8 +194,21 @@ def to_json(task: domain.Task) -> dict[str, Any]:
 
 
 def from_json(data: Mapping[str, Any]) -> domain.Task:
-    """A task from its `to_jsonb` snapshot."""
-    return domain.Task(**{name: decode(data[name]) for name, decode in _JSON_IN})
+    """A task from its `to_jsonb` snapshot.
+
+    Snapshots are stored (the outbox for 7 days, batch answers for 48 hours), so one may
+    predate an optional field added since: that field is None, as the column's default.
+    """
+    return domain.Task(
+        **{
+            name: _optional(decode, data.get(name)) if optional else decode(data[name])
+            for name, optional, decode in _JSON_IN
+        }
+    )
+
+
+def _optional(decode: Callable[[Any], Any], value: Any) -> Any:
+    return None if value is None else decode(value)
 
 
 # --- the wire forms of a task, built by PostgreSQL for the streams -------------------------

@@ -193,18 +193,27 @@ def test_grpc_call_one_trace_one_request_id(
     assert line["path"] == GET_TASK and line["grpc_status"] == 0
 
 
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/v1/users/me/tasks", 200),  # transcoded to a gRPC call
+        ("/api/v1/users/me/tasks?page_size=many", 400),  # refused by the transcoder: no call
+        ("/api/v1/nope", 404),  # no route at all
+        ("/docs", 200),  # served by Envoy itself
+    ],
+)
 def test_the_access_log_keeps_no_query_values(
-    obs: ObsStack, client: httpx.Client, user: Account
+    obs: ObsStack, client: httpx.Client, user: Account, path: str, status: int
 ) -> None:
-    response = client.get(
-        "/api/v1/users/me/tasks", params={"q": "query-secret-42"}, headers=user.headers
-    )
+    secret = "query-secret-" + secrets.token_hex(6)
+    response = client.get(f"{path}{'&' if '?' in path else '?'}q={secret}", headers=user.headers)
+    assert response.status_code == status
     request_id = response.headers["x-request-id"]
     line = eventually(
         lambda: [ln for ln in obs.envoy_lines() if ln.get("request_id") == request_id]
     )[0]
-    assert line["path"] == "/api/v1/users/me/tasks"
-    assert "query-secret-42" not in (obs.data / "envoy-access.log").read_text()
+    assert line["path"] == path.partition("?")[0]
+    assert secret not in (obs.data / "envoy-access.log").read_text()
 
 
 # --- security events: each provoked, found as a log line and as a counter ---------------

@@ -133,7 +133,7 @@ REFUSALS = Counter(
 )
 BCRYPT = Histogram(
     "bcrypt_duration_seconds",
-    "bcrypt time (in a worker thread) by operation (hash, verify).",
+    "bcrypt time by operation (hash, verify), including the wait for a hashing slot.",
     ["op"],
     namespace=NAMESPACE,
     buckets=LATENCY_BUCKETS,

@@ -160,7 +160,8 @@ def test_a_snapshot_from_before_an_optional_field_existed_still_reads() -> None:
     for field in domain.TASK_SCHEMA:
         older = {name: value for name, value in snapshot.items() if name != field.name}
         if field.optional:
-            assert task_rows.from_json(older) == dataclasses.replace(task, **{field.name: None})
+            absent: dict[str, Any] = {field.name: None}
+            assert task_rows.from_json(older) == dataclasses.replace(task, **absent)
         else:
             with pytest.raises(KeyError):
                 task_rows.from_json(older)

@@ -237,6 +237,8 @@ def _field_reader(field: domain.TaskField) -> Any:
         return lambda request: validation.priority(getattr(request, name))
     if field.kind is domain.FieldKind.TAGS:
         return lambda request: tuple(getattr(request, name))
+    if field.optional:  # absent is None, not the proto's zero value
+        return lambda request: getattr(request, name) if request.HasField(name) else None
     return lambda request: getattr(request, name)
 
 

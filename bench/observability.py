@@ -69,7 +69,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=int, default=8, help="seconds per load (default 8)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over the three stacks")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over the four stacks")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()

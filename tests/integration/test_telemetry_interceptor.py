@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -80,6 +82,21 @@ async def _auth(channel: grpc.aio.Channel) -> tuple[str, str]:
     return ("authorization", f"Bearer {tokens.access_token}")
 
 
+async def _logged(json_lines: io.StringIO) -> list[dict[str, Any]]:
+    """The log lines, once the server has written the broken call's access line.
+
+    The server writes it as the call ends, after the status went out: the client (same
+    event loop) may look first.
+    """
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+        done = any(ln.get("rpc") == BROKEN and ln["logger"] == "todo.access" for ln in lines)
+        if done or time.monotonic() > deadline:
+            return lines
+        await asyncio.sleep(0.01)
+
+
 def _sample(name: str, labels: dict[str, str]) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
@@ -97,7 +114,7 @@ async def test_an_unhandled_error_is_logged_once_with_traceback_and_ids(
         await _broken(channel)(b"", metadata=metadata)
     assert caught.value.code() is grpc.StatusCode.INTERNAL
     assert "broke" not in (caught.value.details() or "")
-    lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+    lines = await _logged(json_lines)
     mine = [line for line in lines if line.get("request_id") == "req-broken-1"]
     assert mine and all(len(line.get("user_id", "")) == 36 for line in mine)
     assert {line["trace_id"] for line in mine} == {TRACE_ID}
@@ -118,7 +135,7 @@ async def test_a_direct_call_without_a_request_id_gets_one(
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError):
         await _broken(channel)(b"", metadata=(await _auth(channel),))
-    lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+    lines = await _logged(json_lines)
     access = [
         line for line in lines if line.get("rpc") == BROKEN and line["logger"] == "todo.access"
     ]

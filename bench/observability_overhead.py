@@ -83,7 +83,7 @@ def child(config: str, calls: int, otlp: str, log_file: str) -> None:
             return (1,)
 
     class _Connection:
-        async def execute(self, query: Any, params: Any = None) -> _Cursor:
+        async def execute(self, query: Any, params: Any = None, prepare: Any = None) -> _Cursor:
             return _Cursor()
 
     db = executor.Executor(_Connection())  # type: ignore[arg-type]

@@ -141,13 +141,19 @@ def user_to_proto(user: domain.User) -> user_pb2.User:
     )
 
 
+def _seconds_nanos(value: dt.datetime) -> dict[str, int]:
+    """A Timestamp's fields for an aware datetime: no Timestamp message is built and copied."""
+    since = value - _EPOCH
+    return {"seconds": since.days * 86_400 + since.seconds, "nanos": since.microseconds * 1000}
+
+
 def _proto_value(kind: domain.FieldKind) -> Any:
     if kind is domain.FieldKind.UUID:
         return str
     if kind is domain.FieldKind.PRIORITY:
         return int
     if kind is domain.FieldKind.TIME:
-        return timestamp
+        return _seconds_nanos
     if kind is domain.FieldKind.VERSION:
         return domain.etag
     return None
@@ -170,39 +176,9 @@ def task_to_proto(task: domain.Task) -> task_pb2.Task:
     return task_pb2.Task(**values)
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def _seconds_nanos(value: dt.datetime) -> dict[str, int]:
-    """A Timestamp's fields for an aware datetime, without Timestamp.FromDatetime's Python."""
-    since = value - _EPOCH
-    return {"seconds": since.days * 86_400 + since.seconds, "nanos": since.microseconds * 1000}
-
-
-def _bulk_proto_value(kind: domain.FieldKind) -> Any:
-    return _seconds_nanos if kind is domain.FieldKind.TIME else _proto_value(kind)
-
-
-_BULK_TO_PROTO = tuple(
-    (f.api_name, f.name, f.optional, _bulk_proto_value(f.kind)) for f in domain.TASK_SCHEMA
-)
-
-
 def tasks_to_proto(tasks: Sequence[domain.Task]) -> list[task_pb2.Task]:
-    """Many domain tasks as the API's Tasks (a batch's answer), as `task_to_proto` makes them.
-
-    Times are given as seconds and nanos: 5x cheaper per time than from a datetime.
-    """
-    make, fields, out = task_pb2.Task, _BULK_TO_PROTO, []
-    for task in tasks:
-        values: dict[str, Any] = {}
-        for api_name, name, optional, encode in fields:
-            value = getattr(task, name)
-            if optional and value is None:
-                continue
-            values[api_name] = value if encode is None else encode(value)
-        out.append(make(**values))
-    return out
+    """Many domain tasks as the API's Tasks (a batch's answer)."""
+    return [task_to_proto(task) for task in tasks]
 
 
 _API_NAMES = tuple(f.api_name for f in domain.TASK_SCHEMA)

@@ -86,6 +86,7 @@ class Executor:
         params: abc.Params | None = None,
         *,
         prepare: bool | None = None,
+        binary: bool = False,
     ) -> list[tuple[Any, ...]]:
         """Run a statement and return all its rows.
 
@@ -93,21 +94,10 @@ class Executor:
         statement psycopg has prepared (after 5 runs on a connection) gets PostgreSQL's generic
         plan after 5 more when that looks cheaper, and for some shapes it is far slower (a `q`
         count: a bitmap of every match, sorted, instead of a walk that stops at the cap).
+        `binary=True`: the rows in PostgreSQL's binary format (less to parse per value).
         """
         with _observed(_statement_name()), database_errors():
-            cursor = await self._connection.execute(query, params, prepare=prepare)
-            return await cursor.fetchall()
-
-    async def fetch_all_binary(
-        self,
-        query: abc.QueryNoTemplate,
-        params: abc.Params | None = None,
-        *,
-        prepare: bool | None = None,
-    ) -> list[tuple[Any, ...]]:
-        """`fetch_all` with the rows in PostgreSQL's binary format (less to parse per value)."""
-        with _observed(_statement_name()), database_errors():
-            cursor = await self._connection.execute(query, params, prepare=prepare, binary=True)
+            cursor = await self._connection.execute(query, params, prepare=prepare, binary=binary)
             return await cursor.fetchall()
 
     async def execute(self, query: abc.QueryNoTemplate, params: abc.Params | None = None) -> int:

@@ -354,8 +354,7 @@ class PgTasksRepository:
             )
         else:
             statement = _NEXT_PAGE.format(**parts)
-        fetch = self._db.fetch_all_binary if binary else self._db.fetch_all
-        raw = await fetch(task_rows.text(statement), params)
+        raw = await self._db.fetch_all(task_rows.text(statement), params, binary=binary)
         total = after.total_size if after else (raw[0][0] if raw and count else 0)
         if total > COUNT_CAP and after is None:
             total = await self._estimate(estimate_where, params)
@@ -392,8 +391,9 @@ class PgTasksRepository:
                 "w_order": task_queries.order_clause(columns, prefix="w"),
             }
         )
-        fetch = self._db.fetch_all_binary if binary else self._db.fetch_all
-        rows = await fetch(task_rows.text(statement), {**params, "walk": walk}, prepare=False)
+        rows = await self._db.fetch_all(
+            task_rows.text(statement), {**params, "walk": walk}, prepare=False, binary=binary
+        )
         first = after is None and count
         if len(rows) > page_size:  # the walk filled the page
             total = after.total_size if after else 0
@@ -409,7 +409,9 @@ class PgTasksRepository:
                 m_order=task_queries.order_clause(columns, prefix="m"),
                 outer_order=task_queries.order_clause(columns, prefix="p"),
             )
-            raw = await fetch(task_rows.text(statement), params, prepare=False)
+            raw = await self._db.fetch_all(
+                task_rows.text(statement), params, prepare=False, binary=binary
+            )
             rows = [row for row in raw if row[1] is not None]
             total = after.total_size if after else (raw[0][0] if raw and first else 0)
         if total > COUNT_CAP and first:

@@ -50,7 +50,7 @@ class ExplainingExecutor(executor.Executor):
         self.plans.append(row[0][0]["Plan"])
 
     async def fetch_all(
-        self, query: Any, params: Any = None, *, prepare: bool | None = None
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool = False
     ) -> list[tuple[Any, ...]]:
         await self._explain(query, params)
         return []

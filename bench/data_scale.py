@@ -201,10 +201,10 @@ class Capturing(executor.Executor):
             Capturing.last = (query, params)
 
     async def fetch_all(
-        self, query: Any, params: Any = None, *, prepare: bool | None = None
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool = False
     ) -> list[tuple[Any, ...]]:
         self._remember(query, params)
-        return await super().fetch_all(query, params, prepare=prepare)
+        return await super().fetch_all(query, params, prepare=prepare, binary=binary)
 
     async def fetch_one(
         self, query: Any, params: Any = None, *, prepare: bool | None = None

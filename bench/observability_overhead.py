@@ -64,16 +64,14 @@ class _Context:
 
 def child(config: str, calls: int, otlp: str, log_file: str) -> None:
     """Measure one setting (runs in its own process: settings are read at import)."""
-    import logging
 
     from server.db import executor
     from server.interceptors.telemetry import TelemetryInterceptor, UseCaseSpanInterceptor
     from server.observability import logs, tracing
 
+    # stderr is the log file, as it is a server's: the lines take the server's own path
+    os.dup2(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND), 2)
     logs.configure("WARNING" if config == "off" else "INFO", "json")
-    handler = logging.FileHandler(log_file)
-    handler.setFormatter(logs.JsonFormatter())
-    logging.getLogger().handlers = [handler]
     if config.startswith("tracing"):
         tracing.configure(otlp)
     telemetry, usecase = TelemetryInterceptor(), UseCaseSpanInterceptor()

@@ -21,8 +21,7 @@ import grpc
 import grpc.aio
 
 from server.interceptors.base import StreamBehavior, UnaryBehavior, WrappingInterceptor
-from server.observability import context, events, metrics, tracing
-from server.observability.logs import FIELDS
+from server.observability import context, events, logs, metrics, tracing
 
 log = logging.getLogger("todo.access")
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
@@ -79,7 +78,7 @@ class _Call:
             code == "OK" and method.startswith(HEALTH_PREFIX)
         ):
             fields = {"code": code, "duration_ms": round(elapsed * 1000, 3), "peer": self.peer}
-            log.info("rpc %s %s", method, code, extra={FIELDS: fields})
+            logs.info(log, f"rpc {method} {code}", fields)
         if self.span is not None:
             tracing.end_server_span(self.span, code)
         with contextlib.suppress(ValueError):  # a stream closed from another context

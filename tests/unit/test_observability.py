@@ -6,6 +6,9 @@ import datetime as dt
 import io
 import json
 import logging
+import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,6 +87,86 @@ def test_console_lines_have_the_same_fields() -> None:
     for part in ("INFO".lower(), "hello world", "request_id=req-2", "trace_id=" + "c" * 32):
         assert part in first
     assert "Traceback (most recent call last)" in out
+
+
+@pytest.fixture
+def configured_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """`logs.configure` as a server runs it, with stderr a file this test reads."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logs._direct[0])
+    path = tmp_path / "stderr.log"
+    with path.open("w") as stderr:
+        monkeypatch.setattr(sys, "stderr", stderr)
+        logs.configure("INFO", "json")
+        try:
+            yield path
+        finally:
+            root.handlers, logs._direct[0] = saved[0], saved[2]
+            root.setLevel(saved[1])
+
+
+HOSTILE_FIELDS = {
+    "code": "OK",
+    "duration_ms": 1.25,
+    "peer": 'ipv6:[::1]:5"\\n\u2028é',
+    "count": 3,
+    "ratio": float("nan"),
+    "flag": True,
+    "none": None,
+    "when": dt.date(2026, 12, 1),
+}
+
+
+def _only_the_configured_handler() -> None:
+    """Take pytest's capture handler off the root (it adds one as each test starts)."""
+    direct = logs._direct[0]
+    assert direct is not None
+    logging.getLogger().handlers = [direct.handler]
+
+
+def test_a_direct_line_is_the_line_logging_writes(configured_stderr: Path) -> None:
+    """`logs.info` skips `logging` but must write the very bytes JsonFormatter writes."""
+    _only_the_configured_handler()
+    log = logging.getLogger("todo.access")
+    call = context.CallContext('req-"1\\', "/todo.v1.TaskService/GetTask", "é" * 32, "b" * 16)
+    call.user_id = "u-1"
+    token = context.bind(call)
+    try:
+        logs.info(log, "rpc /todo.v1.TaskService/GetTask OK %s", HOSTILE_FIELDS)
+        assert logs._direct[0] is not None and logs._direct[0].owns(log)
+        log.info("rpc /todo.v1.TaskService/GetTask OK %s", extra={logs.FIELDS: HOSTILE_FIELDS})
+    finally:
+        context.unbind(token)
+    sys.stderr.flush()
+    direct, through_logging = configured_stderr.read_text().splitlines()
+    time_field = re.compile(r'"time":"[^"]*"')
+    assert time_field.sub("", direct) == time_field.sub("", through_logging)
+    assert json.loads(direct)["peer"] == HOSTILE_FIELDS["peer"]
+
+
+def test_a_direct_line_goes_through_logging_when_someone_else_listens(
+    configured_stderr: Path,
+) -> None:
+    _only_the_configured_handler()
+    log = logging.getLogger("todo.access")
+    stream = io.StringIO()
+    listener = logging.StreamHandler(stream)
+    log.addHandler(listener)
+    try:
+        logs.info(log, "rpc /x.Y/Z OK", {"code": "OK"})
+    finally:
+        log.removeHandler(listener)
+    assert stream.getvalue() == "rpc /x.Y/Z OK\n"
+    sys.stderr.flush()
+    assert json.loads(configured_stderr.read_text())["code"] == "OK"  # and the root's too
+
+
+def test_a_direct_line_respects_the_level(configured_stderr: Path) -> None:
+    _only_the_configured_handler()
+    logging.getLogger().setLevel(logging.WARNING)
+    logs.info(logging.getLogger("todo.access"), "rpc /x.Y/Z OK", {"code": "OK"})
+    sys.stderr.flush()
+    assert configured_stderr.read_text() == ""
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ PROTOS := $(wildcard protos/todo/v1/*.proto)
 
 .PHONY: help venv run test test-unit test-faults test-integration test-e2e generate check-generated \
         test-pg15 lint buf-lint buf-breaking buf-baseline migrate bench bench-streams bench-scale \
-        bench-observability bench-login-flood bench-index-costs profile clean system-deps check-ops lock lock-upgrade \
+        bench-observability bench-observability-instructions bench-login-flood bench-index-costs profile clean system-deps check-ops lock lock-upgrade \
         deploy-lint image test-install check-openapi fuzz client-ts
 
 help:  ## List the targets
@@ -134,6 +134,9 @@ bench-index-costs: $(STAMP)  ## What each index on tasks and the aggregate trigg
 
 bench-observability: $(STAMP)  ## get-task req/s with observability off, logs+metrics, +tracing (side by side)
 	@$(PY) bench/observability.py
+
+bench-observability-instructions: $(STAMP)  ## Instructions per get-task with observability off and on (callgrind; repeatable on a busy box; ~10 min)
+	@$(PY) bench/observability_instructions.py
 
 bench-scale: $(STAMP)  ## Query latency with 5M tasks, 1M of them one user's (about 15 min; SCALE_ARGS="--big 100000 --others 400000" for a quick run)
 	@$(PY) bench/data_scale.py $(SCALE_ARGS)

@@ -30,8 +30,20 @@ FROM rate_limits AS r WHERE key = %(key)s
 """
 """Seconds until the key allows one more hit."""
 
-PRUNE = "DELETE FROM rate_limits WHERE tat < now()"
-"""Rows whose bucket has drained are the same as no row."""
+PRUNE_BATCH = 5_000
+"""Most rows one prune statement deletes: each is a short transaction of its own."""
+
+PRUNE = f"""
+DELETE FROM rate_limits WHERE key IN (
+    SELECT key FROM rate_limits WHERE tat < now() LIMIT {PRUNE_BATCH} FOR UPDATE SKIP LOCKED
+)
+"""
+"""Rows whose bucket has drained are the same as no row. A row that an attempt holds
+locked is skipped, not waited for: it is being hit, so it is not drained for long. A
+plain `DELETE ... WHERE tat < now()` waited for such rows while holding the ones it had
+locked, and under a login flood that deadlocked with the attempts (aborted after
+PostgreSQL's 1 s `deadlock_timeout`) and stalled every attempt queued on those rows,
+each holding a pooled connection, so ordinary calls waited for the pool too."""
 
 
 class PgRateLimitsRepository:
@@ -54,5 +66,16 @@ class PgRateLimitsRepository:
         return 0.0 if row is None else max(float(row[0]), 0.001)
 
     async def prune(self) -> int:
-        """Delete drained rows; returns how many."""
-        return await self._db.execute(PRUNE)
+        """Delete drained rows, `PRUNE_BATCH` at a time, never waiting for a lock.
+
+        Run it outside a transaction (autocommit), so each batch commits on its own.
+
+        Returns:
+            How many rows were deleted.
+        """
+        total = 0
+        while True:
+            deleted = await self._db.execute(PRUNE)
+            total += deleted
+            if deleted < PRUNE_BATCH:
+                return total

@@ -12,6 +12,7 @@ stopped at (2) does not use up the account's own budget (3), and the owner, from
 address, can still sign in. Buckets drain by themselves (`limit` attempts at once, then
 one every `period / limit` seconds), so no lockout lasts. The counts are committed in
 their own short transaction, before the use case's, because a failed attempt must count.
+Drained buckets are deleted by the housekeeping loop, never by an attempt.
 """
 
 from __future__ import annotations
@@ -20,15 +21,11 @@ import dataclasses
 import hashlib
 import ipaddress
 import math
-import time
 
 from server import errors
 from server.config import Settings
 from server.observability import metrics
 from server.services.ports import UnitOfWork
-
-PRUNE_EVERY_S = 60.0
-"""How often a process deletes drained buckets."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +53,6 @@ class Throttle:
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
-        self._pruned_at = time.monotonic()
 
     async def check(self, uow: UnitOfWork, address: str, account: str | None = None) -> None:
         """Count one attempt from `address` on `account` (None: no account known yet).
@@ -84,9 +80,6 @@ class Throttle:
                     if wait > 0:
                         metrics.REFUSALS.labels(f"throttle_{kind}").inc()
                         break
-            if time.monotonic() - self._pruned_at > PRUNE_EVERY_S:
-                self._pruned_at = time.monotonic()
-                await uow.rate_limits.prune()
             await uow.commit()
         if wait > 0:
             seconds = max(1, math.ceil(wait))

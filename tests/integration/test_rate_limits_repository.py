@@ -71,3 +71,30 @@ async def test_concurrent_hits_from_many_connections_are_counted_exactly(
     finally:
         async with pool.connection() as connection:
             await connection.execute("DELETE FROM rate_limits WHERE key = %s", (key,))
+
+
+async def test_prune_skips_a_row_an_attempt_holds_instead_of_waiting_for_it(
+    pool: db_pool.Pool,
+) -> None:
+    """A prune that waited for an attempt's row lock deadlocked with login floods."""
+    held, drained = _key(), _key()
+    async with pool.connection() as setup:
+        await setup.execute(
+            "INSERT INTO rate_limits (key, tat) VALUES (%s, now() - interval '1 minute'),"
+            " (%s, now() - interval '1 minute')",
+            (held, drained),
+        )
+    try:
+        async with pool.connection() as attempt, attempt.transaction():
+            await attempt.execute("SELECT 1 FROM rate_limits WHERE key = %s FOR UPDATE", (held,))
+            async with UnitOfWork(pool).autocommit() as housekeeping:
+                pruned = await asyncio.wait_for(housekeeping.rate_limits.prune(), timeout=5)
+            assert pruned >= 1
+        async with pool.connection() as check:
+            cursor = await check.execute(
+                "SELECT key FROM rate_limits WHERE key IN (%s, %s)", (held, drained)
+            )
+            assert [row[0] for row in await cursor.fetchall()] == [held]
+    finally:
+        async with pool.connection() as connection:
+            await connection.execute("DELETE FROM rate_limits WHERE key = %s", (held,))

@@ -296,12 +296,15 @@ def cpu_now(groups: dict[str, list[psutil.Process]]) -> dict[str, float]:
 
 
 def split_hashers(groups: dict[str, list[psutil.Process]]) -> dict[str, list[psutil.Process]]:
-    """Move the hashing children (each leads its own session) out of the server group."""
+    """Move the hashing children (each in the launcher's hashing cgroup, or else leading its
+    own session) out of the server group."""
     server: list[psutil.Process] = []
     hashers: list[psutil.Process] = []
     for process in groups["server"]:
         with contextlib.suppress(OSError):
-            (hashers if os.getsid(process.pid) == process.pid else server).append(process)
+            cgroups = Path(f"/proc/{process.pid}/cgroup").read_text()
+            hashing = "/todo-hashers-" in cgroups or os.getsid(process.pid) == process.pid
+            (hashers if hashing else server).append(process)
     return {**groups, "server": server, "hashers": hashers}
 
 

@@ -214,6 +214,7 @@ def _hash_pool(settings: Settings, stack: contextlib.AsyncExitStack) -> HashPool
         max_wait_s=settings.hash_max_wait_ms / 1000,
         priority=settings.hash_priority,
         processes=settings.hash_processes,
+        cgroup=settings.hash_cgroup or None,
     )
     stack.callback(pool.close)
     return pool

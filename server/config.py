@@ -123,6 +123,16 @@ class Settings:
     priority below `normal`, each child also starts its own session, whose autogroup it
     makes nice 19, so hashing does not spend the server's own share of a busy machine."""
 
+    hash_cpu_quota: bool = True
+    """With `hash_processes` at priority `idle`: the launcher puts every hashing process in
+    one cpu cgroup of its own, at the lowest weight, and keeps its CPU quota at the cores
+    the machine leaves idle without hashing (measured every 5 s with hashing paused for
+    0.4 s), so a login flood gets the idle CPU and no more. Needs a writable cpu cgroup
+    (root, or systemd's `Delegate=yes`); without one, hashing is idle-priority only."""
+
+    hash_cgroup: str = ""
+    """Set by the launcher for its workers: the folder of that cgroup ("" when none)."""
+
     db_pool_min: int = 2
     """Connections each server process keeps open."""
 

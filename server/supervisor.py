@@ -18,7 +18,9 @@ other (a rolling restart: each drains while the others serve).
 
 It also serves the Prometheus scrape endpoint for all the workers together
 (`observability/exposition.py`) and writes a ready Prometheus configuration that
-scrapes it and Envoy to `data_dir/prometheus.yml`.
+scrapes it and Envoy to `data_dir/prometheus.yml`, and makes the cgroup that every
+worker's password-hashing processes join, whose CPU quota it keeps at the idle cores
+(`auth/hash_quota.py`; where it may make one).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import faulthandler
 import logging
 import multiprocessing
 import multiprocessing.context
+import os
 import signal
 import socket
 import ssl
@@ -43,6 +46,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server import app, devcert, edge
+from server.auth import hash_quota
 from server.config import Settings
 from server.db import database
 from server.observability import exposition, logs
@@ -105,6 +109,8 @@ class _Cluster:
         self._started_at: dict[int, float] = {}
         self._envoy: subprocess.Popen[bytes] | None = None
         self._metrics_dir: Path | None = None
+        self._hash_group: hash_quota.CpuGroup | None = None
+        self._hash_quota_stop = threading.Event()
 
     def run(self) -> None:
         try:
@@ -119,6 +125,7 @@ class _Cluster:
 
     def _start(self) -> None:
         self._start_metrics()
+        self._start_hash_quota()
         ports = self._settings.worker_ports()
         _progress(f"starting {len(ports)} server processes on ports {ports[0]}-{ports[-1]}")
         for port in ports:
@@ -144,6 +151,18 @@ class _Cluster:
         exposition.start(s, self._metrics_dir)
         s.data_dir.mkdir(parents=True, exist_ok=True)
         (s.data_dir / "prometheus.yml").write_text(exposition.scrape_config(s), encoding="utf-8")
+
+    def _start_hash_quota(self) -> None:
+        """Make the hashing processes' cgroup and keep its quota at the idle cores."""
+        s = self._settings
+        if not (s.hash_cpu_quota and s.hash_processes and s.hash_priority == "idle"):
+            return
+        group = hash_quota.CpuGroup.create(f"{hash_quota.PREFIX}{os.getpid()}")
+        if group is None:
+            return
+        self._hash_group = group
+        self._settings = dataclasses.replace(s, hash_cgroup=str(group.path))
+        hash_quota.QuotaController(group).start(self._hash_quota_stop)
 
     def _spawn(self, port: int) -> Process:
         process = self._context.Process(
@@ -216,6 +235,9 @@ class _Cluster:
             except subprocess.TimeoutExpired:
                 self._envoy.kill()
                 self._envoy.wait()
+        if self._hash_group is not None:
+            self._hash_quota_stop.set()
+            self._hash_group.remove()
         _progress("stopped")
 
     def _banner(self) -> None:

@@ -14,7 +14,8 @@ calls queue behind it. `HashPool` bounds one server process's hashes:
 bcrypt releases the GIL while it hashes, so threads run it in parallel. With
 `processes=True` the hashes run in child processes instead (spawned on first
 use), so a low-priority hasher never holds the request path's GIL, and each
-child leaves the server's scheduling group (`lower_process_priority`).
+child leaves the server's scheduling group (`lower_process_priority`): for the
+launcher's hashing cgroup, whose CPU quota follows the idle cores, where there is one.
 
 `shed_total` counts refusals for the metrics exporter; each refusal is also
 logged as `event=password_hash_shed` (at most one line a second, with a count).
@@ -37,6 +38,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Literal, TypeVar
+
+from server.auth import hash_quota
 
 T = TypeVar("T")
 Priority = Literal["idle", "low", "normal"]
@@ -90,20 +93,22 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def lower_process_priority(priority: Priority, parent: int) -> None:
+def lower_process_priority(priority: Priority, parent: int, cgroup: str | None = None) -> None:
     """Initializer of a hashing child process: lower its priority, out of the server's group.
 
     Linux shares CPU fairly between scheduling groups first (a session's autogroup,
     or a cgroup) and only then between the threads of a group by their priority. A
     low-priority hasher in the server's group still spends the group's share, which
-    the request path then waits for while other groups run. So the child starts its
-    own session, hence its own autogroup, and makes that group as nice as it can be.
-    Inside a cgroup (systemd, containers) autogroups do not apply: give hashing a
-    low `cpu.weight` there instead.
+    the request path then waits for while other groups run. So the child joins the
+    launcher's hashing `cgroup` (lowest weight, CPU quota: `auth/hash_quota.py`) when
+    there is one; else it starts its own session, hence its own autogroup, and makes that
+    group as nice as it can be.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the server stops us
     _die_with_parent(parent)
-    if priority != "normal" and hasattr(os, "setsid"):
+    if cgroup is not None and hash_quota.join(cgroup):
+        pass
+    elif priority != "normal" and hasattr(os, "setsid"):
         try:
             os.setsid()
             with open("/proc/self/autogroup", "w") as autogroup:
@@ -171,14 +176,16 @@ class Admission:
         return waiter.done() and not waiter.cancelled()
 
 
-def _executor(slots: int, priority: Priority, processes: bool) -> concurrent.futures.Executor:
-    """`slots` low-priority hashing processes or threads."""
+def _executor(
+    slots: int, priority: Priority, processes: bool, cgroup: str | None
+) -> concurrent.futures.Executor:
+    """`slots` low-priority hashing processes (joining `cgroup` if set) or threads."""
     if processes:
         return concurrent.futures.ProcessPoolExecutor(
             max_workers=slots,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=lower_process_priority,
-            initargs=(priority, os.getpid()),
+            initargs=(priority, os.getpid(), cgroup),
         )
     return concurrent.futures.ThreadPoolExecutor(
         max_workers=slots,
@@ -218,9 +225,15 @@ class HashPool:
         max_wait_s: float,
         priority: Priority,
         processes: bool = False,
+        cgroup: str | None = None,
     ) -> None:
+        """A pool whose threads or processes start on first use.
+
+        `cgroup`: the folder of a cpu cgroup the hashing processes join (the launcher's,
+        whose CPU quota it keeps at the idle cores: `auth/hash_quota.py`).
+        """
         self._admission = Admission(slots, queue, max_wait_s)
-        self._make_executor = functools.partial(_executor, slots, priority, processes)
+        self._make_executor = functools.partial(_executor, slots, priority, processes, cgroup)
         self._executor = self._make_executor()
         self.shed_total = 0
         self._unlogged = 0

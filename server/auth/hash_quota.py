@@ -1,0 +1,205 @@
+"""A CPU quota for the password-hashing processes, kept at the CPU the rest leaves idle.
+
+Hashing at idle priority still costs the request path: the hashers also fill the moments
+a request waits (for PostgreSQL, for Envoy), and each wake-up then takes the CPU back
+from a hasher with cold caches; bcrypt alone at idle priority cost a get load 3-19% of
+its rate on the 2-core test box (README, "Login floods"). So the launcher puts every
+hashing process of its workers into one cpu cgroup (`CpuGroup`) and `QuotaController`
+holds that group's CPU quota at the cores the machine leaves idle *without* hashing.
+While hashers run, that share cannot be seen (they take it), so every `interval_s` the
+controller pauses hashing for `probe_s` (quota at `PAUSE_CORES`) and reads the machine's
+idle CPU meanwhile (`/proc/stat`). Hashes therefore get what the goal of issue 15 gives
+them, the idle cores, and no more.
+
+A cgroup needs root or a delegated one (systemd `Delegate=yes`); cgroup v2 also refuses
+a child with the cpu controller under a cgroup that holds processes. Where none can be
+made the hashers stay at idle priority only, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PREFIX = "todo-hashers-"
+"""A launcher's group is `PREFIX` + its pid."""
+SETTLE_S = 0.02
+"""How long a probe waits, after pausing hashing, before it starts to measure."""
+PERIOD_US = 100_000
+"""The bandwidth period: the quota is `cores * PERIOD_US` of CPU time per period."""
+PAUSE_CORES = 0.01
+"""The quota while probing: hashing all but stops (the kernel's least is 1 ms a period)."""
+MIN_CORES = 0.1
+"""The least quota otherwise. A cap, not a reservation: the hashers still only get CPU
+that others leave (lowest weight, SCHED_IDLE), but on a busy machine whose probes find no
+idle CPU a login still ends in seconds, not minutes."""
+
+
+class CpuGroup:
+    """One cpu cgroup (v1 `cpu` hierarchy or v2) whose CPU bandwidth can be capped."""
+
+    def __init__(self, path: Path, v2: bool) -> None:
+        self.path = path
+        self.v2 = v2
+
+    @classmethod
+    def create(cls, name: str, proc: Path = Path("/proc/self")) -> CpuGroup | None:
+        """Make `name` under this process's own cpu cgroup; None where it cannot be."""
+        try:
+            found = cpu_cgroup(proc)
+            if found is None:
+                log.info("password hashing: no cpu cgroup controller here, no quota")
+                return None
+            base, v2 = found
+            _remove_stale(base)
+            group = cls(base / name, v2)
+            group.path.mkdir(exist_ok=True)
+            group.set_lowest_weight()
+            group.set_quota(None)
+        except OSError as error:
+            log.info("password hashing: no cpu cgroup (%s), no quota", error)
+            return None
+        return group
+
+    def set_lowest_weight(self) -> None:
+        """Weigh the group as little as the kernel allows against its siblings.
+
+        As the nice-19 autogroup the hashers otherwise get, which a cgroup's members lose.
+        """
+        if self.v2:
+            (self.path / "cpu.weight").write_text("1")
+        else:
+            (self.path / "cpu.shares").write_text("2")
+
+    def set_quota(self, cores: float | None) -> None:
+        """Cap the group at `cores` of CPU (None: no cap)."""
+        quota = -1 if cores is None else max(1000, round(cores * PERIOD_US))
+        if self.v2:
+            value = "max" if quota < 0 else str(quota)
+            (self.path / "cpu.max").write_text(f"{value} {PERIOD_US}")
+        else:
+            (self.path / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+            (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+
+    def remove(self) -> None:
+        """Delete the group once its processes are gone (best effort: they may linger)."""
+        for _ in range(20):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.1)
+        log.info("could not remove %s; it is empty and harmless", self.path)
+
+
+def _remove_stale(base: Path) -> None:
+    """Delete the groups of launchers that died without removing theirs (SIGKILL)."""
+    for stale in base.glob(f"{PREFIX}*"):
+        pid = stale.name.removeprefix(PREFIX)
+        if pid.isdigit() and not Path("/proc", pid).exists():
+            with contextlib.suppress(OSError):  # not empty yet, or not ours to remove
+                stale.rmdir()
+
+
+def cpu_cgroup(proc: Path = Path("/proc/self")) -> tuple[Path, bool] | None:
+    """The folder of the process's own cgroup with the cpu controller, and whether it is v2."""
+    v1: Path | None = None
+    v2: Path | None = None
+    for line in (proc / "mountinfo").read_text().splitlines():
+        before, _, after = line.partition(" - ")
+        fields, tail = before.split(), after.split()
+        if len(fields) < 5 or len(tail) < 3:
+            continue
+        if tail[0] == "cgroup" and "cpu" in tail[2].split(","):
+            v1 = Path(fields[4])
+        elif tail[0] == "cgroup2":
+            v2 = Path(fields[4])
+    for line in (proc / "cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if v1 is not None and "cpu" in controllers.split(","):
+            return v1 / path.lstrip("/"), False
+        if v1 is None and v2 is not None and controllers == "":
+            return v2 / path.lstrip("/"), True
+    return None
+
+
+def join(group: str) -> bool:
+    """Move the calling process into the cgroup at `group` (a hashing child, at its start)."""
+    try:
+        Path(group, "cgroup.procs").write_text(str(os.getpid()))
+    except OSError as error:
+        log.warning("hashing process %d could not join %s: %s", os.getpid(), group, error)
+        return False
+    return True
+
+
+def idle_seconds(stat: Path = Path("/proc/stat")) -> float:
+    """CPU seconds the machine has spent idle (all cores, iowait included) since boot."""
+    fields = stat.read_text().split("\n", 1)[0].split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
+class QuotaController:
+    """Keeps a group's quota at the idle cores measured while its hashing is paused."""
+
+    def __init__(
+        self,
+        group: CpuGroup,
+        interval_s: float = 5.0,
+        probe_s: float = 0.4,
+        idle: Callable[[], float] = idle_seconds,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._group = group
+        self._interval_s = interval_s
+        self._probe_s = probe_s
+        self._idle = idle
+        self._clock = clock
+        self.quota: float | None = None
+        """The cores the group was last given (None: not yet measured)."""
+
+    def probe(self, wait: Callable[[float], object]) -> float:
+        """Pause hashing for `probe_s`, measure the idle cores, and give them to the group.
+
+        Returns:
+            The quota set, in cores.
+        """
+        self._group.set_quota(PAUSE_CORES)
+        wait(SETTLE_S)  # let a running hasher use up its period and stop
+        idle_before, started = self._idle(), self._clock()
+        wait(self._probe_s)
+        idle_cores = (self._idle() - idle_before) / max(self._clock() - started, 1e-3)
+        # Hashing is paused for part of each round: make up for it in the rest.
+        paused = (SETTLE_S + self._probe_s) / (SETTLE_S + self._probe_s + self._interval_s)
+        self.quota = max(MIN_CORES, idle_cores / (1 - paused))
+        self._group.set_quota(self.quota)
+        return self.quota
+
+    def run(self, stop: threading.Event) -> None:
+        """Probe every `interval_s` until `stop` is set; then lift the cap."""
+        try:
+            while not stop.is_set():
+                try:
+                    self.probe(stop.wait)
+                except OSError as error:  # the group went away: leave hashing uncapped
+                    log.warning("hashing quota stopped: %s", error)
+                    return
+                stop.wait(self._interval_s)
+        finally:
+            with contextlib.suppress(OSError):
+                self._group.set_quota(None)
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        """Run in a daemon thread."""
+        thread = threading.Thread(target=self.run, args=(stop,), name="hash-quota", daemon=True)
+        thread.start()
+        return thread

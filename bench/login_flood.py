@@ -321,7 +321,8 @@ def busy_loop(cores: float) -> None:
 
 def idle_hashing(processes: int, rounds: int) -> None:
     """Control load: `processes` bcrypt loops set up as the server's hashing processes are
-    (SCHED_IDLE, each in its own nice-19 autogroup), with no HTTP at all, until terminated."""
+    where no cgroup quota can be made (SCHED_IDLE, each in its own nice-19 autogroup), with no
+    HTTP at all, until terminated."""
     from server.auth.hash_pool import lower_process_priority
 
     children = []

@@ -10,15 +10,19 @@ a wrong password, while a user who retries as told still logs in.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import statistics
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
+from server.auth import hash_quota
 from tests.e2e.conftest import WORKERS, running_stack
 from tests.e2e.helpers import assert_error
 
@@ -154,3 +158,33 @@ def _patient_login(http: httpx.Client, email: str) -> float:
         assert response.status_code == 429, response.text
         time.sleep(int(response.headers["retry-after"]))
     pytest.fail(f"no login within {LOGIN_BOUND_S} s during the flood")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the hashing quota needs a writable cpu cgroup")
+def test_hashing_runs_in_the_launchers_group_under_a_measured_quota(flooded: str) -> None:
+    with httpx.Client(base_url=flooded, timeout=30) as http:
+        _register(http)  # hashes: every worker that served it has its hashing process
+    base = int(flooded.rsplit(":", 1)[1]) - WORKERS
+    workers = [
+        psutil.Process(c.pid)
+        for c in psutil.net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN and base <= c.laddr.port < base + WORKERS and c.pid
+    ]
+    launcher = workers[0].parent()
+    assert launcher is not None
+    mount = hash_quota.cpu_cgroup()
+    assert mount is not None
+    group = mount[0] / f"{hash_quota.PREFIX}{launcher.pid}"
+    hashers = [child for worker in workers for child in worker.children()]
+    assert hashers, "no hashing process"
+    for hasher in hashers:
+        assert f"/{group.name}\n" in Path(f"/proc/{hasher.pid}/cgroup").read_text()
+    for worker in workers:  # the server processes themselves stay out of it
+        assert f"/{group.name}\n" not in Path(f"/proc/{worker.pid}/cgroup").read_text()
+    raw = (
+        (group / "cpu.max").read_text().split()[0]
+        if mount[1]
+        else (group / "cpu.cfs_quota_us").read_text().strip()
+    )
+    cores = int(raw) / hash_quota.PERIOD_US  # "max" or -1 would fail here: no quota set
+    assert hash_quota.MIN_CORES <= cores <= (os.cpu_count() or 1) / (1 - 0.1)

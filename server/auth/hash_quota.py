@@ -61,10 +61,16 @@ class CpuGroup:
             _remove_stale(base)
             group = cls(base / name, v2)
             group.path.mkdir(exist_ok=True)
-            group.set_lowest_weight()
-            group.set_quota(None)
         except OSError as error:
             log.info("password hashing: no cpu cgroup (%s), no quota", error)
+            return None
+        try:
+            group.set_lowest_weight()
+            group.set_quota(None)
+        except OSError as error:  # cgroup v2 without the cpu controller delegated down here
+            log.info("password hashing: no cpu control in %s (%s), no quota", group.path, error)
+            with contextlib.suppress(OSError):
+                group.path.rmdir()
             return None
         return group
 

@@ -58,6 +58,22 @@ def test_no_group_where_none_can_be_made(tmp_path: Path) -> None:
     assert not missing.exists()
 
 
+def test_a_group_without_cpu_control_is_not_left_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cgroup v2 makes the folder but, without the cpu controller delegated, no cpu.* files."""
+    mount = tmp_path / "fs"
+    mount.mkdir()
+
+    def no_cpu_files(self: CpuGroup) -> None:
+        raise FileNotFoundError(self.path / "cpu.weight")
+
+    monkeypatch.setattr(CpuGroup, "set_lowest_weight", no_cpu_files)
+    proc = _proc(tmp_path, V2_MOUNTS.replace("/sys/fs/cgroup ", f"{mount} "), "0::/\n")
+    assert CpuGroup.create("todo-hashers-1", proc) is None
+    assert list(mount.iterdir()) == []
+
+
 @pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
 def test_the_quota_is_written_as_each_cgroup_version_wants(tmp_path: Path, v2: bool) -> None:
     group = CpuGroup(tmp_path, v2)

@@ -48,6 +48,8 @@ import httpx
 import psutil
 from stack import Stack, cpu_seconds
 
+from server.auth.hash_quota import PREFIX
+
 GET_CONNECTIONS = 16
 PASSWORD = "benchmark-password"
 HUGE = "1000000000"
@@ -303,7 +305,7 @@ def split_hashers(groups: dict[str, list[psutil.Process]]) -> dict[str, list[psu
     for process in groups["server"]:
         with contextlib.suppress(OSError):
             cgroups = Path(f"/proc/{process.pid}/cgroup").read_text()
-            hashing = "/todo-hashers-" in cgroups or os.getsid(process.pid) == process.pid
+            hashing = f"/{PREFIX}" in cgroups or os.getsid(process.pid) == process.pid
             (hashers if hashing else server).append(process)
     return {**groups, "server": server, "hashers": hashers}
 

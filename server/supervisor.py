@@ -110,6 +110,7 @@ class _Cluster:
         self._envoy: subprocess.Popen[bytes] | None = None
         self._metrics_dir: Path | None = None
         self._hash_group: hash_quota.CpuGroup | None = None
+        self._hash_quota: threading.Thread | None = None
         self._hash_quota_stop = threading.Event()
 
     def run(self) -> None:
@@ -162,7 +163,7 @@ class _Cluster:
             return
         self._hash_group = group
         self._settings = dataclasses.replace(s, hash_cgroup=str(group.path))
-        hash_quota.QuotaController(group).start(self._hash_quota_stop)
+        self._hash_quota = hash_quota.QuotaController(group).start(self._hash_quota_stop)
 
     def _spawn(self, port: int) -> Process:
         process = self._context.Process(
@@ -237,6 +238,8 @@ class _Cluster:
                 self._envoy.wait()
         if self._hash_group is not None:
             self._hash_quota_stop.set()
+            if self._hash_quota is not None:
+                self._hash_quota.join(5)  # it lifts the cap on its way out
             self._hash_group.remove()
         _progress("stopped")
 

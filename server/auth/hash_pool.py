@@ -106,9 +106,8 @@ def lower_process_priority(priority: Priority, parent: int, cgroup: str | None =
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the server stops us
     _die_with_parent(parent)
-    if cgroup is not None and hash_quota.join(cgroup):
-        pass
-    elif priority != "normal" and hasattr(os, "setsid"):
+    joined = cgroup is not None and hash_quota.join(cgroup)
+    if not joined and priority != "normal" and hasattr(os, "setsid"):
         try:
             os.setsid()
             with open("/proc/self/autogroup", "w") as autogroup:

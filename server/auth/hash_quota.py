@@ -170,8 +170,6 @@ class QuotaController:
         self._probe_s = probe_s
         self._idle = idle
         self._clock = clock
-        self.quota: float | None = None
-        """The cores the group was last given (None: not yet measured)."""
 
     def probe(self, wait: Callable[[float], object]) -> float:
         """Pause hashing for `probe_s`, measure the idle cores, and give them to the group.
@@ -186,9 +184,9 @@ class QuotaController:
         idle_cores = (self._idle() - idle_before) / max(self._clock() - started, 1e-3)
         # Hashing is paused for part of each round: make up for it in the rest.
         paused = (SETTLE_S + self._probe_s) / (SETTLE_S + self._probe_s + self._interval_s)
-        self.quota = max(MIN_CORES, idle_cores / (1 - paused))
-        self._group.set_quota(self.quota)
-        return self.quota
+        quota = max(MIN_CORES, idle_cores / (1 - paused))
+        self._group.set_quota(quota)
+        return quota
 
     def run(self, stop: threading.Event) -> None:
         """Probe every `interval_s` until `stop` is set; then lift the cap."""

@@ -4,8 +4,10 @@ Hashing at idle priority still costs the request path: the hashers also fill the
 a request waits (for PostgreSQL, for Envoy), and each wake-up then takes the CPU back
 from a hasher with cold caches; bcrypt alone at idle priority cost a get load 3-19% of
 its rate on the 2-core test box (README, "Login floods"). So the launcher puts every
-hashing process of its workers into one cpu cgroup (`CpuGroup`) and `QuotaController`
-holds that group's CPU quota at the cores the machine leaves idle *without* hashing.
+hashing process of its workers into one idle cpu cgroup (`CpuGroup`: any woken request
+preempts a hasher at once) and `QuotaController` holds that group's CPU quota at the cores
+the machine leaves idle *without* hashing. On a saturated machine, where an idle group
+would get no CPU at all, the group falls back to the lowest weight, so logins still end.
 While hashers run, that share cannot be seen (they take it), so every `interval_s` the
 controller pauses hashing for `probe_s` (quota at `PAUSE_CORES`) and reads the machine's
 idle CPU meanwhile (`/proc/stat`). Hashes therefore get what the goal of issue 15 gives
@@ -40,6 +42,11 @@ MIN_CORES = 0.1
 """The least quota otherwise. A cap, not a reservation: the hashers still only get CPU
 that others leave (lowest weight, SCHED_IDLE), but on a busy machine whose probes find no
 idle CPU a login still ends in seconds, not minutes."""
+SATURATED_CORES = 0.05
+"""Below this many idle cores a probe finds the machine saturated, and the group stops
+being an idle group (it keeps the lowest weight): an idle group gets no CPU at all while
+other work keeps every core busy (a login took over 30 s against 6 busy loops on 2 cores,
+and 3-5 s at the lowest weight)."""
 
 
 class CpuGroup:
@@ -72,6 +79,8 @@ class CpuGroup:
             with contextlib.suppress(OSError):
                 group.path.rmdir()
             return None
+        if not group.set_idle():
+            log.info("password hashing: no cpu.idle here (Linux < 5.15), lowest weight only")
         return group
 
     def set_lowest_weight(self) -> None:
@@ -83,6 +92,21 @@ class CpuGroup:
             (self.path / "cpu.weight").write_text("1")
         else:
             (self.path / "cpu.shares").write_text("2")
+
+    def set_idle(self, idle: bool = True) -> bool:
+        """Make it an idle group or not (`cpu.idle`, Linux 5.15+); False where there is none.
+
+        A woken thread of any other group preempts an idle group's hasher at once, and a
+        CPU that runs only hashers counts as idle when the kernel places a woken thread.
+        With the lowest weight alone, a running hasher keeps the CPU until its time slice
+        ends (EEVDF, Linux 6.6+), and the request that woke waits for it. Made idle after
+        the weight is set: the kernel refuses a weight for an idle group.
+        """
+        try:
+            (self.path / "cpu.idle").write_text("1" if idle else "0")
+        except OSError:
+            return False
+        return True
 
     def set_quota(self, cores: float | None) -> None:
         """Cap the group at `cores` of CPU (None: no cap)."""
@@ -155,7 +179,10 @@ def idle_seconds(stat: Path = Path("/proc/stat")) -> float:
 
 
 class QuotaController:
-    """Keeps a group's quota at the idle cores measured while its hashing is paused."""
+    """Keeps a group's quota at the idle cores measured while its hashing is paused.
+
+    And keeps the group idle unless the machine is saturated (`SATURATED_CORES`).
+    """
 
     def __init__(
         self,
@@ -170,6 +197,7 @@ class QuotaController:
         self._probe_s = probe_s
         self._idle = idle
         self._clock = clock
+        self._idle_group = True  # as `CpuGroup.create` leaves it
 
     def probe(self, wait: Callable[[float], object]) -> float:
         """Pause hashing for `probe_s`, measure the idle cores, and give them to the group.
@@ -186,6 +214,14 @@ class QuotaController:
         paused = (SETTLE_S + self._probe_s) / (SETTLE_S + self._probe_s + self._interval_s)
         quota = max(MIN_CORES, idle_cores / (1 - paused))
         self._group.set_quota(quota)
+        idle_group = idle_cores >= SATURATED_CORES
+        if idle_group != self._idle_group:
+            self._group.set_idle(idle_group)
+            self._idle_group = idle_group
+            log.info(
+                "password hashing: %s",
+                "idle group" if idle_group else "saturated machine, lowest weight",
+            )
         return quota
 
     def run(self, stop: threading.Event) -> None:

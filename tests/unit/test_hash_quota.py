@@ -18,6 +18,7 @@ V1_MOUNTS = """\
 32 25 0:28 / /sys/fs/cgroup/cpuacct rw,nosuid,nodev,noexec,relatime - cgroup cgroup rw,cpuacct
 """
 V2_MOUNTS = "29 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
+V1_ROOT, V2_ROOT = "/sys/fs/cgroup/cpu", "/sys/fs/cgroup"
 
 
 def _proc(tmp_path: Path, mountinfo: str, cgroup: str) -> Path:
@@ -75,6 +76,33 @@ def test_a_group_without_cpu_control_is_not_left_behind(
 
 
 @pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+def test_a_new_group_weighs_least_then_is_made_idle_with_no_cap(tmp_path: Path, v2: bool) -> None:
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    mounts = V2_MOUNTS if v2 else V1_MOUNTS
+    proc = _proc(
+        tmp_path, mounts.replace(f"{V2_ROOT if v2 else V1_ROOT} ", f"{mount} "), "1:cpu:/\n0::/\n"
+    )
+    group = CpuGroup.create("todo-hashers-1", proc)
+    assert group is not None
+    assert group.path == mount / "todo-hashers-1"
+    assert (group.path / ("cpu.weight" if v2 else "cpu.shares")).read_text() == ("1" if v2 else "2")
+    assert (group.path / "cpu.idle").read_text() == "1"
+    assert (group.path / ("cpu.max" if v2 else "cpu.cfs_quota_us")).read_text() == (
+        "max 100000" if v2 else "-1"
+    )
+
+
+def test_a_kernel_without_idle_groups_still_gets_a_group(tmp_path: Path) -> None:
+    mount = tmp_path / "fs"
+    (mount / "todo-hashers-1" / "cpu.idle").mkdir(parents=True)  # unwritable as a file
+    proc = _proc(tmp_path, V1_MOUNTS.replace(f"{V1_ROOT} ", f"{mount} "), "1:cpu:/\n")
+    group = CpuGroup.create("todo-hashers-1", proc)
+    assert group is not None
+    assert (group.path / "cpu.shares").read_text() == "2"
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
 def test_the_quota_is_written_as_each_cgroup_version_wants(tmp_path: Path, v2: bool) -> None:
     group = CpuGroup(tmp_path, v2)
     files = ("cpu.max",) if v2 else ("cpu.cfs_period_us", "cpu.cfs_quota_us")
@@ -98,9 +126,14 @@ class FakeGroup(CpuGroup):
     def __init__(self) -> None:
         super().__init__(Path("/nonexistent"), v2=True)
         self.quotas: list[float | None] = []
+        self.idle: list[bool] = []
 
     def set_quota(self, cores: float | None) -> None:
         self.quotas.append(cores)
+
+    def set_idle(self, idle: bool = True) -> bool:
+        self.idle.append(idle)
+        return True
 
 
 class FakeMachine:
@@ -134,6 +167,18 @@ def test_a_busy_machine_leaves_hashing_its_least_quota_not_nothing() -> None:
     group, machine = FakeGroup(), FakeMachine(idle_cores=0.0)
     controller = QuotaController(group, idle=lambda: machine.idle, clock=lambda: machine.now)
     assert controller.probe(machine.wait) == hash_quota.MIN_CORES
+
+
+def test_the_group_stops_being_idle_while_the_machine_is_saturated() -> None:
+    """An idle group gets no CPU at all on a saturated machine: it falls back to its weight."""
+    group, machine = FakeGroup(), FakeMachine(idle_cores=0.3)
+    controller = QuotaController(group, idle=lambda: machine.idle, clock=lambda: machine.now)
+    controller.probe(machine.wait)
+    assert group.idle == []  # made idle at creation; nothing to change
+    for idle_cores in (0.0, 0.01, 2 * hash_quota.SATURATED_CORES, 0.3):
+        machine.idle_cores = idle_cores
+        controller.probe(machine.wait)
+    assert group.idle == [False, True]  # once saturated, once not any more
 
 
 class StopAfter(threading.Event):

@@ -21,7 +21,9 @@ with a 95% bootstrap interval, and how many rows met issue 15's goal (p99 at mos
 req/s at most 20% down). `--placebo` adds rows measured exactly as a flood row is, with no
 flood: their ratios show what the method reads when nothing changes. `--ab FILE=VALUE` runs
 every flood row twice, once as shipped and once with the hashing cgroup's FILE set to VALUE
-(say `cpu.idle=1`), in alternating order: an A/B within one run, as the machine drifts.
+(say `cpu.idle=1`), in alternating order: an A/B within one run, as the machine drifts;
+`--ab jitter=0.5` compares refused flooders that retry together with ones whose pauses
+spread over 0.5-1.5 times Retry-After, as a flood from many independent clients would.
 
 A flooding connection that is refused waits as `Retry-After` asks (`--refusal-pause -1`,
 the default) or a fixed pause (`--refusal-pause 0`: an attacker who ignores it). Usage:
@@ -40,6 +42,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import random
@@ -176,10 +179,12 @@ async def flooder(
     stop: asyncio.Event,
     pause: float,
     malformed: bool = False,
+    jitter: float = 0.0,
 ) -> None:
     """One flooding connection: wrong-password logins, one after another; or, `malformed`,
     logins refused at once for want of a password (400), each followed by the pause a
-    refused flooder takes."""
+    refused flooder takes. A refused flooder's pause is stretched by a uniform factor in
+    1 ± `jitter` (0: every flooder refused together retries together)."""
     n = 0
     while not stop.is_set():
         n += 1
@@ -204,6 +209,7 @@ async def flooder(
             if retry_after is None and not malformed:
                 flood.retry_after_missing += 1
             wait = float(retry_after or 1) if pause < 0 else pause
+            wait *= 1 + random.uniform(-jitter, jitter)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
         else:
@@ -233,6 +239,7 @@ async def measure(
     control: list[str] | None = None,
     lead_in: bool = False,
     malformed: bool = False,
+    jitter: float = 0.0,
 ) -> Row:
     """One row: wrk's gets while `floods` flooding connections run (or a `control` load);
     a loaded row, or one with `lead_in`, starts measuring one second after it starts."""
@@ -248,7 +255,7 @@ async def measure(
             # Each flooder from its own loopback address, as a flood comes from many.
             http = Connection(host, int(port), f"127.0.{i // 250}.{i % 250 + 2}")
             connections.append(http)
-            flooding = flooder(http, emails, flood, stop, pause, malformed)
+            flooding = flooder(http, emails, flood, stop, pause, malformed, jitter)
             tasks.append(asyncio.create_task(flooding))
         if control:
             command = [sys.executable, __file__, "--control", *control]
@@ -592,6 +599,7 @@ async def run(args: argparse.Namespace, work: Path) -> None:
             control: list[str] | None = None,
             lead_in: bool = False,
             malformed: bool = False,
+            jitter: float = 0.0,
         ) -> Row:
             print(f"==> {name} ({args.duration}s)", flush=True)
             rows.append(
@@ -607,17 +615,21 @@ async def run(args: argparse.Namespace, work: Path) -> None:
                     control,
                     lead_in,
                     malformed,
+                    jitter,
                 )
             )
             return rows[-1]
 
-        variants: list[tuple[str, Callable[[], contextlib.AbstractContextManager[None]]]] = [
-            ("", contextlib.nullcontext)
-        ]
+        Setting = Callable[[], contextlib.AbstractContextManager[None]]
+        variants: list[tuple[str, Setting, float]] = [("", contextlib.nullcontext, args.jitter)]
         if args.ab:
             name, _, value = args.ab.partition("=")
-            group = hashing_group(stack)
-            variants.append((f", {args.ab}", lambda: group_setting(group / name, value)))
+            if name == "jitter":
+                variants.append((f", {args.ab}", contextlib.nullcontext, float(value)))
+            else:
+                group = hashing_group(stack)
+                setting: Setting = functools.partial(group_setting, group / name, value)
+                variants.append((f", {args.ab}", setting, args.jitter))
         await row(NO_FLOOD)
         for repeat in range(args.repeats):
             if args.repeats > 1:
@@ -626,9 +638,9 @@ async def run(args: argparse.Namespace, work: Path) -> None:
                 await row(PLACEBO, lead_in=True)
                 await row(NO_FLOOD)
             for n in args.floods:
-                for label, setting in variants[:: 1 if repeat % 2 == 0 else -1]:
+                for label, setting, jitter in variants[:: 1 if repeat % 2 == 0 else -1]:
                     with setting():
-                        flooded = await row(f"{n} flooding{label}", floods=n)
+                        flooded = await row(f"{n} flooding{label}", floods=n, jitter=jitter)
                     await row(NO_FLOOD)
                 if args.bad_requests:
                     await row(f"{n} bad requests", floods=n, malformed=True)
@@ -683,7 +695,14 @@ def main() -> None:
         "--ab",
         metavar="FILE=VALUE",
         help="run each flood row twice, once with the hashing cgroup's FILE set to VALUE "
-        "(e.g. cpu.idle=1)",
+        "(e.g. cpu.idle=1), or with jitter=F: with --jitter F",
+    )
+    parser.add_argument(
+        "--jitter",
+        type=float,
+        default=0.0,
+        help="refused flooders pause Retry-After x (1 +- F), uniformly; 0 (default): they all "
+        "retry together, as one client with many connections would",
     )
     parser.add_argument("--rounds", type=int, default=12, help="bcrypt cost (default 12)")
     parser.add_argument(

@@ -12,6 +12,8 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -190,3 +192,26 @@ def test_hashing_runs_in_the_launchers_idle_group_under_a_measured_quota(flooded
     assert hash_quota.MIN_CORES <= cores <= (os.cpu_count() or 1) / (1 - 0.1)
     if (group / "cpu.idle").exists():  # Linux 5.15+: any woken request preempts a hasher
         assert (group / "cpu.idle").read_text().strip() == "1"
+
+
+SATURATED_LOGIN_BOUND_S = 20.0
+"""A login while other work keeps every core busy: seconds at the lowest weight (2-5 s at
+bcrypt cost 12 on the 2-core test box); an idle group there gets no CPU at all (504)."""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the hashing quota needs a writable cpu cgroup")
+def test_a_login_still_ends_while_other_work_takes_every_core(flooded: str) -> None:
+    with httpx.Client(base_url=flooded, timeout=60) as http:
+        email = _register(http)
+        busy = [
+            subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+            for _ in range(2 * (os.cpu_count() or 1) + 2)
+        ]
+        try:
+            time.sleep(6.0)  # the quota controller probes every 5 s and sees no idle CPU
+            got_in = _patient_login(http, email)
+        finally:
+            for process in busy:
+                process.kill()
+                process.wait()
+    assert got_in < SATURATED_LOGIN_BOUND_S

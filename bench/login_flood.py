@@ -227,6 +227,22 @@ async def settle(stack: Stack, emails: list[str]) -> None:
     await asyncio.sleep(1.0)
 
 
+@dataclasses.dataclass(frozen=True)
+class Load:
+    """What runs beside the gets in one row (nothing: a no-flood row)."""
+
+    floods: int = 0
+    """Flooding connections."""
+    control: list[str] | None = None
+    """Or a control load's arguments (`--control ...`)."""
+    lead_in: bool = False
+    """Start measuring a second after the row starts, as a loaded row does (placebo rows)."""
+    malformed: bool = False
+    """The flooders send logins without a password (400 at once), not wrong passwords."""
+    jitter: float = 0.0
+    """Spread of a refused flooder's pause (see `flooder`)."""
+
+
 async def measure(
     name: str,
     stack: Stack,
@@ -235,14 +251,11 @@ async def measure(
     seconds: int,
     emails: list[str],
     pause: float,
-    floods: int = 0,
-    control: list[str] | None = None,
-    lead_in: bool = False,
-    malformed: bool = False,
-    jitter: float = 0.0,
+    load: Load,
 ) -> Row:
-    """One row: wrk's gets while `floods` flooding connections run (or a `control` load);
-    a loaded row, or one with `lead_in`, starts measuring one second after it starts."""
+    """One row: wrk's gets while `load` runs; a loaded row, or one with `lead_in`, starts
+    measuring one second after it starts."""
+    floods, control = load.floods, load.control
     flood = Flood() if floods else None
     stop = asyncio.Event()
     host, port = stack.rest.removeprefix("http://").rsplit(":", 1)
@@ -255,12 +268,12 @@ async def measure(
             # Each flooder from its own loopback address, as a flood comes from many.
             http = Connection(host, int(port), f"127.0.{i // 250}.{i % 250 + 2}")
             connections.append(http)
-            flooding = flooder(http, emails, flood, stop, pause, malformed, jitter)
+            flooding = flooder(http, emails, flood, stop, pause, load.malformed, load.jitter)
             tasks.append(asyncio.create_task(flooding))
         if control:
             command = [sys.executable, __file__, "--control", *control]
             controls.append(await asyncio.create_subprocess_exec(*command))
-        if tasks or controls or lead_in:
+        if tasks or controls or load.lead_in:
             await asyncio.sleep(1.0)  # let the flood reach bcrypt first
         groups = split_hashers(stack.processes())
         groups["postgres"] = own_postmaster(stack)
@@ -593,31 +606,10 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         hash_s = bcrypt_seconds(args.rounds)
         rows = []
 
-        async def row(
-            name: str,
-            floods: int = 0,
-            control: list[str] | None = None,
-            lead_in: bool = False,
-            malformed: bool = False,
-            jitter: float = 0.0,
-        ) -> Row:
+        async def row(name: str, load: Load = Load()) -> Row:
             print(f"==> {name} ({args.duration}s)", flush=True)
-            rows.append(
-                await measure(
-                    name,
-                    stack,
-                    url,
-                    token,
-                    args.duration,
-                    emails,
-                    args.refusal_pause,
-                    floods,
-                    control,
-                    lead_in,
-                    malformed,
-                    jitter,
-                )
-            )
+            pause = args.refusal_pause
+            rows.append(await measure(name, stack, url, token, args.duration, emails, pause, load))
             return rows[-1]
 
         Setting = Callable[[], contextlib.AbstractContextManager[None]]
@@ -635,25 +627,26 @@ async def run(args: argparse.Namespace, work: Path) -> None:
             if args.repeats > 1:
                 print(f"==> round {repeat + 1} of {args.repeats}", flush=True)
             if args.placebo:
-                await row(PLACEBO, lead_in=True)
+                await row(PLACEBO, Load(lead_in=True))
                 await row(NO_FLOOD)
             for n in args.floods:
                 for label, setting, jitter in variants[:: 1 if repeat % 2 == 0 else -1]:
                     with setting():
-                        flooded = await row(f"{n} flooding{label}", floods=n, jitter=jitter)
+                        flooded = await row(f"{n} flooding{label}", Load(n, jitter=jitter))
                     await row(NO_FLOOD)
                 if args.bad_requests:
-                    await row(f"{n} bad requests", floods=n, malformed=True)
+                    await row(f"{n} bad requests", Load(n, malformed=True))
                     await row(NO_FLOOD)
                 if args.controls:
                     client = flooded.cpu_cores["client"]
-                    await row(f"busy loop = {n}'s client", control=["busy", f"{client:.3f}"])
+                    busy = Load(control=["busy", f"{client:.3f}"])
+                    await row(f"busy loop = {n}'s client", busy)
                     await row(NO_FLOOD)
             if args.controls:
                 slots = args.workers * max(1, (os.cpu_count() or 1) // args.workers)
                 hashing = ["hash", str(slots), str(args.rounds)]
                 for _ in range(2):
-                    await row("idle hashing only", control=hashing)
+                    await row("idle hashing only", Load(control=hashing))
                     await row(NO_FLOOD)
         print_table(rows, args, hash_s)
         if args.repeats > 1:
@@ -695,7 +688,7 @@ def main() -> None:
         "--ab",
         metavar="FILE=VALUE",
         help="run each flood row twice, once with the hashing cgroup's FILE set to VALUE "
-        "(e.g. cpu.idle=1), or with jitter=F: with --jitter F",
+        "(e.g. cpu.idle=1); jitter=F: once with refused flooders' pauses spread (--jitter F)",
     )
     parser.add_argument(
         "--jitter",

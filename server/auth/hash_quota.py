@@ -216,12 +216,12 @@ class QuotaController:
         self._group.set_quota(quota)
         idle_group = idle_cores >= SATURATED_CORES
         if idle_group != self._idle_group:
-            self._group.set_idle(idle_group)
             self._idle_group = idle_group
-            log.info(
-                "password hashing: %s",
-                "idle group" if idle_group else "saturated machine, lowest weight",
-            )
+            if self._group.set_idle(idle_group):  # False: no idle groups on this kernel
+                log.info(
+                    "password hashing: %s",
+                    "idle group" if idle_group else "saturated machine, lowest weight",
+                )
         return quota
 
     def run(self, stop: threading.Event) -> None:

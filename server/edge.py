@@ -8,6 +8,7 @@ their alias.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import ipaddress
 import json
@@ -20,8 +21,13 @@ import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
+from google.protobuf import json_format
+from google.rpc import status_pb2
+
 from server import devcert, resources
+from server.auth import passwords
 from server.config import ConfigError, Settings
+from server.interceptors import errors as error_statuses
 
 MIB = 1024 * 1024
 ENVOY_SERVICE_NAME = "todo-envoy"
@@ -272,6 +278,39 @@ def _global_mutations(settings: Settings) -> dict[str, object]:
     }
 
 
+def max_password_checks(settings: Settings) -> int:
+    """Register and Login calls Envoy lets reach the server processes at once (todo_hashing).
+
+    What the processes together can take: each hashes `hash_slots` passwords and queues
+    `hash_queue` more. Envoy refuses the excess itself, as a process would.
+    """
+    return len(upstream_addresses(settings)) * (settings.hash_slots + settings.hash_queue)
+
+
+def _password_checks_busy() -> dict[str, object]:
+    """Envoy's refusal over that limit: the status a server process sends when it refuses.
+
+    For gRPC the same status bytes and metadata; for REST the JSON the transcoder makes of
+    that status (its print options: proto field names, fields with default values).
+    """
+    status = error_statuses.to_status(passwords.busy())
+    metadata = dict(status.trailing_metadata)
+    details = metadata["grpc-status-details-bin"]
+    assert isinstance(details, bytes)
+    as_json = json_format.MessageToDict(
+        status_pb2.Status.FromString(details),
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+    return {
+        "busy_message": status.details,
+        # gRPC's -bin headers: base64, unpadded (receivers accept either)
+        "busy_status_details": base64.b64encode(details).decode("ascii").rstrip("="),
+        "busy_retry_after": str(metadata["retry-after"]),
+        "busy_json": as_json,
+    }
+
+
 def _docs_files() -> dict[str, str]:
     """Absolute paths of the files Envoy serves at /docs and /openapi.{json,yaml}.
 
@@ -351,6 +390,8 @@ def render_envoy_config(
             "STATIC" if all(_is_ip(host) for host, _ in upstreams) else "STRICT_DNS"
         ),
         "upstream_endpoints": endpoints,
+        "max_password_checks": max_password_checks(settings),
+        **_password_checks_busy(),
         # The per-user limit needs each user's calls on one process (interceptors/rate_limit.py).
         "lb_policy": "MAGLEV" if settings.user_rate_limit > 0 else "ROUND_ROBIN",
         "max_request_bytes": max_request_bytes,

@@ -10,6 +10,8 @@ a wrong password, while a user who retries as told still logs in.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -17,12 +19,16 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import psutil
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from todo.v1 import auth_pb2, auth_pb2_grpc
 
 from server.auth import hash_quota
 from tests.e2e.conftest import WORKERS, running_stack
@@ -125,6 +131,125 @@ def test_a_flood_is_refused_fast_and_alike_while_a_patient_user_gets_in(flooded:
     assert got_in_after < LOGIN_BOUND_S
 
 
+def test_envoy_refuses_the_excess_as_a_server_process_would(flooded: str) -> None:
+    """Past what the processes can take at once, Envoy refuses Register and Login itself
+    (todo_hashing's circuit breaker), on REST and native gRPC alike, with the very answer a
+    server process gives when it refuses one, and counts each refusal."""
+    base = int(flooded.rsplit(":", 1)[1]) - WORKERS
+    edge = f"127.0.0.1:{base + WORKERS}"
+    with httpx.Client(base_url=flooded, timeout=30) as http:
+        email = _register(http)
+    counted_before = _envoy_refusals(base)
+    by_envoy = [r for r in _burst(flooded, email) if r.headers.get("x-envoy-overloaded")]
+    by_envoy_grpc = [e for e in _grpc_burst(edge, email) if _overloaded(e)]
+    assert by_envoy, "no REST refusal from Envoy"
+    assert by_envoy_grpc, "no gRPC refusal from Envoy"
+    assert _envoy_refusals(base) - counted_before >= len(by_envoy) + len(by_envoy_grpc)
+
+    with _flooding_the_processes(base, email):  # past Envoy: the processes refuse
+        by_server = _retry_until(lambda: _login_via(flooded, email), _refused_by_server)
+        by_server_grpc = _retry_until(lambda: _grpc_login(edge, email, 0), _refused_by_server)
+    assert isinstance(by_server, httpx.Response)
+    assert isinstance(by_server_grpc, grpc.RpcError)
+    assert {_refusal(r) for r in by_envoy} == {_refusal(by_server)}
+    assert {_grpc_refusal(e) for e in by_envoy_grpc} == {_grpc_refusal(by_server_grpc)}
+
+
+def _envoy_refusals(base: int) -> int:
+    """Envoy's count of the calls todo_hashing's circuit breaker refused."""
+    admin = f"http://127.0.0.1:{base + WORKERS + 1}"
+    stat = "cluster.todo_hashing.upstream_rq_active_overflow"
+    text = httpx.get(f"{admin}/stats", params={"filter": f"^{stat}$"}, timeout=5).text
+    return int(text.split(":")[1])
+
+
+def _grpc_login(target: str, email: str, i: int) -> object:
+    """A Login (even i) or a Register (odd i) over native gRPC: the reply or the RpcError."""
+    with grpc.insecure_channel(target) as channel:
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+        try:
+            if i % 2:
+                fresh = f"flood-{uuid.uuid4().hex[:12]}@example.com"
+                return stub.Register(
+                    auth_pb2.RegisterRequest(email=fresh, password=PASSWORD, name="Flood")
+                )
+            return stub.Login(auth_pb2.LoginRequest(email=email, password=f"wrong-{i}-pw"))
+        except grpc.RpcError as error:
+            return error
+
+
+def _grpc_burst(target: str, email: str) -> list[grpc.RpcError]:
+    """Logins and registrations at once over gRPC, more than the stack hashes at a time."""
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda i: _grpc_login(target, email, i), range(16)))
+    return [a for a in answers if isinstance(a, grpc.RpcError)]
+
+
+def _overloaded(error: grpc.RpcError) -> bool:
+    """Whether Envoy gave this answer itself (it marks a circuit breaker's refusal)."""
+    return any(key == "x-envoy-overloaded" for key, _ in error.trailing_metadata() or ())
+
+
+def _grpc_refusal(error: grpc.RpcError) -> tuple[object, ...]:
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+    metadata = dict(error.trailing_metadata() or ())
+    status = rpc_status.from_call(error)
+    assert status is not None  # from_call has checked it against code and message
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info) and info.reason == "PASSWORD_CHECKS_BUSY"
+    details = metadata["grpc-status-details-bin"]
+    return error.code(), error.details(), details, metadata["retry-after"]
+
+
+def _login_via(url: str, email: str) -> httpx.Response:
+    with httpx.Client(base_url=url, timeout=30) as http:
+        return _login(http, email, "wrong password!")[0]
+
+
+def _refused_by_server(answer: object) -> bool:
+    if isinstance(answer, httpx.Response):
+        return answer.status_code == 429 and "x-envoy-overloaded" not in answer.headers
+    return (
+        isinstance(answer, grpc.RpcError)
+        and answer.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        and not _overloaded(answer)
+    )
+
+
+def _retry_until(attempt: Callable[[], object], done: Callable[[object], bool]) -> object:
+    for _ in range(100):
+        answer = attempt()
+        if done(answer):
+            return answer
+        time.sleep(0.05)
+    pytest.fail(f"no answer as wanted in 100 attempts; the last: {answer!r}")
+
+
+@contextlib.contextmanager
+def _flooding_the_processes(base: int, email: str) -> Iterator[None]:
+    """Wrong-password logins sent to every server process directly, not through Envoy, by
+    more connections than a process hashes and queues, until the block ends."""
+    stop = threading.Event()
+
+    def flood(target: str) -> None:
+        with grpc.insecure_channel(target) as channel:
+            stub = auth_pb2_grpc.AuthServiceStub(channel)
+            while not stop.is_set():
+                with contextlib.suppress(grpc.RpcError):
+                    stub.Login(auth_pb2.LoginRequest(email=email, password="wrong password!"))
+
+    targets = [f"127.0.0.1:{base + i}" for i in range(WORKERS)] * 4
+    with concurrent.futures.ThreadPoolExecutor(len(targets)) as pool:
+        futures = [pool.submit(flood, target) for target in targets]
+        try:
+            time.sleep(0.5)
+            yield
+        finally:
+            stop.set()
+            for future in futures:
+                future.result()
+
+
 def _passwords() -> list[str]:
     """Half right, half wrong (and one too short: refused the same way)."""
     return [PASSWORD, "wrong password!", PASSWORD, "short", *([PASSWORD, "wrong password!"] * 6)]
@@ -141,12 +266,13 @@ def _burst(url: str, email: str) -> list[httpx.Response]:
         return list(pool.map(attempt, _passwords()))
 
 
-def _refusal(response: httpx.Response) -> tuple[object, ...]:
+def _refusal(response: httpx.Response) -> tuple[str, str]:
+    """A 429 PASSWORD_CHECKS_BUSY as (body, Retry-After), the body's JSON in canonical form:
+    Envoy's refusals and the server processes' must be one answer."""
     body = assert_error(response, 429, 8, "PASSWORD_CHECKS_BUSY")
     retry_after = response.headers["retry-after"]
     assert int(retry_after) >= 1
-    details = tuple(sorted(str(d) for d in body["details"]))
-    return body["message"], details, retry_after
+    return json.dumps(body, sort_keys=True), retry_after
 
 
 def _patient_login(http: httpx.Client, email: str) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import subprocess
@@ -9,7 +10,9 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+import yaml
 from cryptography import x509
+from google.rpc import error_details_pb2, status_pb2
 
 from server import devcert, edge, resources
 from server.config import ConfigError, Settings
@@ -162,3 +165,42 @@ def test_public_documents_carry_their_own_cors_headers(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"workers": 2, "hash_concurrency": 1, "hash_queue": 2}, 6),
+        ({"workers": 3, "hash_concurrency": 2, "hash_queue": 0}, 6),
+        ({"workers": 1, "hash_concurrency": 4, "hash_queue": 5}, 9),
+    ],
+)
+def test_envoy_lets_through_as_many_password_checks_as_the_processes_take(
+    overrides: dict[str, object], expected: int
+) -> None:
+    config = yaml.safe_load(_render(**overrides))
+    hashing = next(c for c in config["static_resources"]["clusters"] if c["name"] == "todo_hashing")
+    assert hashing["circuit_breakers"]["thresholds"][0]["max_requests"] == expected
+    endpoints = hashing["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert len(endpoints) == overrides["workers"]
+
+
+def test_envoys_refusal_is_the_servers_password_checks_busy_status() -> None:
+    """The status Envoy sends past that limit decodes to the one a server process sends."""
+    config = yaml.safe_load(_render())
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    grpc_mapper, rest_mapper = manager["typed_config"]["local_reply_config"]["mappers"][:2]
+    headers = {h["header"]["key"]: h["header"]["value"] for h in grpc_mapper["headers_to_add"]}
+    encoded = headers["grpc-status-details-bin"]
+    status = status_pb2.Status.FromString(base64.b64decode(encoded + "=" * (-len(encoded) % 4)))
+    info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+    assert status.details[0].Unpack(info) and status.details[1].Unpack(retry)
+    assert (status.code, headers["grpc-status"]) == (8, "8")  # RESOURCE_EXHAUSTED
+    assert (info.reason, info.domain) == ("PASSWORD_CHECKS_BUSY", "todo.v1")
+    assert retry.retry_delay.seconds == int(headers["retry-after"]) >= 1
+    assert grpc_mapper["body_format_override"]["text_format"] == status.message
+    rest = rest_mapper["body_format_override"]["json_format"]
+    assert rest_mapper["status_code"] == 429
+    assert (rest["code"], rest["message"]) == (8, status.message)
+    assert rest["details"][0]["reason"] == "PASSWORD_CHECKS_BUSY"
+    assert rest["details"][1]["retry_delay"] == "1s"

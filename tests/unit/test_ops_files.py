@@ -13,10 +13,11 @@ ENVOY_FAMILIES = {
     "envoy_http_downstream_rq_xx",
     "envoy_http_downstream_rq_total",
     "envoy_http_cors_origin_invalid",
+    "envoy_cluster_upstream_rq_active_overflow",
 }
 """Envoy families the files use; tests/e2e/test_observability.py checks Envoy exports them."""
-NAME = re.compile(r"\b((?:todo|envoy)_[a-z0-9_]+)\b(?!\s*[=!~])")
-"""A metric name: not a label matcher (`name=...`)."""
+NAME = re.compile(r"(?<![\w\"])((?:todo|envoy)_[a-z0-9_]+)\b(?!\s*[=!~])")
+"""A metric name: not a label matcher (`name=...`) nor a quoted label value."""
 GROUPING = re.compile(r"\b(?:by|without)\s*\([^)]*\)")
 
 

@@ -23,7 +23,9 @@ flood: their ratios show what the method reads when nothing changes. `--ab FILE=
 every flood row twice, once as shipped and once with the hashing cgroup's FILE set to VALUE
 (say `cpu.idle=1`), in alternating order: an A/B within one run, as the machine drifts;
 `--ab jitter=0.5` compares refused flooders that retry together with ones whose pauses
-spread over 0.5-1.5 times Retry-After, as a flood from many independent clients would.
+spread over 0.5-1.5 times Retry-After, as a flood from many independent clients would;
+`--ab envoy-shed=off` compares Envoy refusing the excess logins (as shipped) with Envoy
+passing them all to the server processes, which refuse them themselves.
 
 A flooding connection that is refused waits as `Retry-After` asks (`--refusal-pause -1`,
 the default) or a fixed pause (`--refusal-pause 0`: an attacker who ignores it). Usage:
@@ -82,6 +84,8 @@ class Flood:
 
     answered: list[float] = dataclasses.field(default_factory=list)
     refused: list[float] = dataclasses.field(default_factory=list)
+    by_envoy: int = 0
+    """Refusals Envoy gave itself (`x-envoy-overloaded`), not a server process."""
     other: int = 0
     retry_after_missing: int = 0
 
@@ -205,6 +209,7 @@ async def flooder(
             flood.answered.append(elapsed)
         elif status in (429, 503) or (malformed and status == 400):
             flood.refused.append(elapsed)
+            flood.by_envoy += b"x-envoy-overloaded" in headers
             retry_after = headers.get(b"retry-after")
             if retry_after is None and not malformed:
                 flood.retry_after_missing += 1
@@ -287,6 +292,7 @@ async def measure(
         if flood is not None:
             flood.answered.clear()
             flood.refused.clear()
+            flood.by_envoy = 0
         total, p50, p99, errors = await run_wrk(url, seconds, token)
         elapsed = time.monotonic() - started
         idle = (psutil.cpu_times().idle - idle_before) / elapsed
@@ -379,6 +385,21 @@ def group_setting(path: Path, value: str) -> Iterator[None]:
         yield
     finally:
         path.write_text(old)
+
+
+SHED_LIMIT_KEY = "circuit_breakers.todo_hashing.default.max_requests"
+"""Envoy's runtime key for how many Register and Login calls it lets through at once."""
+
+
+@contextlib.contextmanager
+def envoy_runtime(stack: Stack, key: str, value: str) -> Iterator[None]:
+    """Override an Envoy runtime setting for the duration (through its admin layer)."""
+    admin = f"http://127.0.0.1:{stack.admin_port}/runtime_modify"
+    httpx.post(admin, params={key: value}, timeout=5).raise_for_status()
+    try:
+        yield
+    finally:
+        httpx.post(admin, params={key: ""}, timeout=5).raise_for_status()  # back to the config
 
 
 def busy_loop(cores: float) -> None:
@@ -492,7 +513,7 @@ def print_table(rows: list[Row], args: argparse.Namespace, hash_s: float) -> Non
     print()
     print(
         "| flood | get req/s | get p50 | get p99 | req/s vs no flood | p99 vs no flood "
-        "| logins/s (goal) | refusals/s | refusal p99 | login p50 "
+        "| logins/s (goal) | refusals/s (by Envoy) | refusal p99 | login p50 "
         "| CPU server / hashers / Envoy / PostgreSQL / wrk / flood client / control | idle cores |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -501,7 +522,11 @@ def print_table(rows: list[Row], args: argparse.Namespace, hash_s: float) -> Non
         rps, p99, idle = baseline(rows, index)
         goal = 0.9 * idle / hash_s
         logins = f"{len(flood.answered) / row.seconds:.1f} ({goal:.1f})" if flood else "—"
-        refusals = f"{len(flood.refused) / row.seconds:.1f}" if flood else "—"
+        refusals = (
+            f"{len(flood.refused) / row.seconds:.1f} ({flood.by_envoy / row.seconds:.1f})"
+            if flood
+            else "—"
+        )
         refusal_p99 = f"{ms(flood.refused, 99):.0f} ms" if flood and flood.refused else "—"
         login_p50 = f"{ms(flood.answered, 50):.0f} ms" if flood and flood.answered else "—"
         loaded = row.name != NO_FLOOD
@@ -616,11 +641,14 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         variants: list[tuple[str, Setting, float]] = [("", contextlib.nullcontext, args.jitter)]
         if args.ab:
             name, _, value = args.ab.partition("=")
+            setting: Setting
             if name == "jitter":
                 variants.append((f", {args.ab}", contextlib.nullcontext, float(value)))
+            elif args.ab == "envoy-shed=off":
+                setting = functools.partial(envoy_runtime, stack, SHED_LIMIT_KEY, "1000000")
+                variants.append((f", {args.ab}", setting, args.jitter))
             else:
-                group = hashing_group(stack)
-                setting: Setting = functools.partial(group_setting, group / name, value)
+                setting = functools.partial(group_setting, hashing_group(stack) / name, value)
                 variants.append((f", {args.ab}", setting, args.jitter))
         await row(NO_FLOOD)
         for repeat in range(args.repeats):
@@ -688,7 +716,8 @@ def main() -> None:
         "--ab",
         metavar="FILE=VALUE",
         help="run each flood row twice, once with the hashing cgroup's FILE set to VALUE "
-        "(e.g. cpu.idle=1); jitter=F: once with refused flooders' pauses spread (--jitter F)",
+        "(e.g. cpu.idle=1); jitter=F: once with refused flooders' pauses spread (--jitter F); "
+        "envoy-shed=off: once with Envoy letting every login through to the server processes",
     )
     parser.add_argument(
         "--jitter",

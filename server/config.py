@@ -71,6 +71,12 @@ class Settings:
     an endpoint (`todo:50051` reaches every replica of a compose service). Empty: the
     processes `serve` starts (`grpc_host` with each of `worker_ports()`)."""
 
+    edge_hash_concurrency: int = 0
+    """Register and Login calls Envoy lets through to the server processes at once; it
+    refuses any more itself, as a full process would (429 PASSWORD_CHECKS_BUSY). 0: each
+    upstream is one process taking `hash_slots` + `hash_queue`. Set it when a host name in
+    `envoy_upstreams` stands for several processes: their number x (slots + queue)."""
+
     jwt_secret: str = PLACEHOLDER_SECRET
     """HS256 key that signs new tokens, at least 32 characters."""
 
@@ -340,6 +346,8 @@ class Settings:
                 raise ConfigError(f"TODO_ENVOY_UPSTREAMS: {upstream!r} is not host:port")
         if not 1 <= self.max_request_headers_kb <= 8192:
             raise ConfigError("TODO_MAX_REQUEST_HEADERS_KB must be between 1 and 8192")
+        if self.edge_hash_concurrency < 0:
+            raise ConfigError("TODO_EDGE_HASH_CONCURRENCY must not be negative")
         if self.gzip_min_bytes < 0:
             raise ConfigError("TODO_GZIP_MIN_BYTES must not be negative")
         if self.event_loop not in ("asyncio", "uvloop"):

@@ -281,9 +281,12 @@ def _global_mutations(settings: Settings) -> dict[str, object]:
 def max_password_checks(settings: Settings) -> int:
     """Register and Login calls Envoy lets reach the server processes at once (todo_hashing).
 
-    What the processes together can take: each hashes `hash_slots` passwords and queues
-    `hash_queue` more. Envoy refuses the excess itself, as a process would.
+    `settings.edge_hash_concurrency`, or else what the processes together can take, one per
+    upstream: each hashes `hash_slots` passwords and queues `hash_queue` more. Envoy refuses
+    the excess itself, as a process would.
     """
+    if settings.edge_hash_concurrency > 0:
+        return settings.edge_hash_concurrency
     return len(upstream_addresses(settings)) * (settings.hash_slots + settings.hash_queue)
 
 

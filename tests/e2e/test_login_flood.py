@@ -187,12 +187,12 @@ def _grpc_burst(target: str, email: str) -> list[grpc.RpcError]:
 
 def _overloaded(error: grpc.RpcError) -> bool:
     """Whether Envoy gave this answer itself (it marks a circuit breaker's refusal)."""
-    return any(key == "x-envoy-overloaded" for key, _ in error.trailing_metadata() or ())
+    return any(m.key == "x-envoy-overloaded" for m in error.trailing_metadata() or ())
 
 
 def _grpc_refusal(error: grpc.RpcError) -> tuple[object, ...]:
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
-    metadata = dict(error.trailing_metadata() or ())
+    metadata = {m.key: m.value for m in error.trailing_metadata() or ()}
     status = rpc_status.from_call(error)
     assert status is not None  # from_call has checked it against code and message
     info = error_details_pb2.ErrorInfo()

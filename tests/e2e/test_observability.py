@@ -531,7 +531,9 @@ def _prometheus_checks(
         "envoy_http_cors_origin_invalid",
     ):
         assert prom.query(f'{name}{{envoy_http_conn_manager_prefix="edge"}}'), name
-    assert prom.query('envoy_cluster_upstream_rq_active_overflow{envoy_cluster_name="todo_hashing"}')
+    assert prom.query(
+        'envoy_cluster_upstream_rq_active_overflow{envoy_cluster_name="todo_hashing"}'
+    )
     groups = {g["name"] for g in prom.get("/api/v1/rules")["data"]["groups"]}
     assert {"todo-security", "todo-slo"} <= groups
 

@@ -97,6 +97,7 @@ def test_hashing_settings_are_parsed_and_checked(monkeypatch: pytest.MonkeyPatch
         ("TODO_HASH_PRIORITY", "realtime"),
         ("TODO_HASH_QUEUE", "-1"),
         ("TODO_HASH_MAX_WAIT_MS", "-5"),
+        ("TODO_EDGE_HASH_CONCURRENCY", "-1"),
     ]:
         with pytest.raises(ConfigError, match=name):
             Settings.from_env({name: value})

@@ -173,16 +173,19 @@ def test_public_documents_carry_their_own_cors_headers(tmp_path: Path) -> None:
         ({"workers": 2, "hash_concurrency": 1, "hash_queue": 2}, 6),
         ({"workers": 3, "hash_concurrency": 2, "hash_queue": 0}, 6),
         ({"workers": 1, "hash_concurrency": 4, "hash_queue": 5}, 9),
+        ({"envoy_upstreams": ("todo:50051",), "hash_concurrency": 3, "hash_queue": 0}, 3),
+        ({"workers": 2, "envoy_upstreams": ("todo:50051",), "edge_hash_concurrency": 12}, 12),
     ],
 )
 def test_envoy_lets_through_as_many_password_checks_as_the_processes_take(
     overrides: dict[str, object], expected: int
 ) -> None:
+    """One upstream per process (a DNS name counts once), or as configured."""
     config = yaml.safe_load(_render(**overrides))
     hashing = next(c for c in config["static_resources"]["clusters"] if c["name"] == "todo_hashing")
     assert hashing["circuit_breakers"]["thresholds"][0]["max_requests"] == expected
-    endpoints = hashing["load_assignment"]["endpoints"][0]["lb_endpoints"]
-    assert len(endpoints) == overrides["workers"]
+    grpc = next(c for c in config["static_resources"]["clusters"] if c["name"] == "todo_grpc")
+    assert hashing["load_assignment"]["endpoints"] == grpc["load_assignment"]["endpoints"]
 
 
 def test_envoys_refusal_is_the_servers_password_checks_busy_status() -> None:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from server import domain
-from server.db import executor
+from server.config import Settings
+from server.db import database, executor
+from server.db import pool as db_pool
 from server.repositories import tasks
 from server.repositories.tasks import PgTasksRepository
 from server.repositories.users import PgUsersRepository
@@ -34,6 +37,26 @@ SELECT %(user_id)s, 'task ' || g,
        now() - g * interval '1 second'
 FROM generate_series(1, %(count)s) AS g
 """
+
+
+@pytest.fixture
+async def conn(scratch_database_url: str) -> AsyncIterator[executor.Connection]:
+    """This module's own database, migrated to head, and a connection configured as a server
+    process's, in a transaction rolled back at the end.
+
+    The plans follow the tables' statistics and size, which the shared database's other rows
+    would move from run to run: the e2e stacks commit tasks with random tags, and rolled-back
+    tests leave dead tuples. In the shared database the common tag's plan tipped now and then.
+    """
+    database.run_migrations(scratch_database_url)
+    settings = Settings(database_url=scratch_database_url, db_pool_min=1, db_pool_max=1)
+    own_pool = db_pool.make_pool(scratch_database_url, settings)
+    await own_pool.open(wait=True)
+    try:
+        async with own_pool.connection() as connection, connection.transaction(force_rollback=True):
+            yield connection
+    finally:
+        await own_pool.close()
 
 
 class ExplainingExecutor(executor.Executor):

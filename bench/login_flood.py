@@ -387,6 +387,23 @@ def group_setting(path: Path, value: str) -> Iterator[None]:
         path.write_text(old)
 
 
+@contextlib.contextmanager
+def hashers_on(stack: Stack, cpus: set[int]) -> Iterator[None]:
+    """Keep the hashing processes (every thread) on `cpus` for the duration."""
+
+    def pin(to: set[int]) -> None:
+        for process in split_hashers(stack.processes())["hashers"]:
+            for task in Path(f"/proc/{process.pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(int(task.name), to)
+
+    pin(cpus)
+    try:
+        yield
+    finally:
+        pin(set(range(os.cpu_count() or 1)))
+
+
 SHED_LIMIT_KEY = "circuit_breakers.todo_hashing.default.max_requests"
 """Envoy's runtime key for how many Register and Login calls it lets through at once."""
 
@@ -644,6 +661,10 @@ async def run(args: argparse.Namespace, work: Path) -> None:
             setting: Setting
             if name == "jitter":
                 variants.append((f", {args.ab}", contextlib.nullcontext, float(value)))
+            elif name == "affinity":
+                cpus = {int(cpu) for cpu in value.split(",")}
+                setting = functools.partial(hashers_on, stack, cpus)
+                variants.append((f", {args.ab}", setting, args.jitter))
             elif args.ab == "envoy-shed=off":
                 setting = functools.partial(envoy_runtime, stack, SHED_LIMIT_KEY, "1000000")
                 variants.append((f", {args.ab}", setting, args.jitter))
@@ -717,7 +738,8 @@ def main() -> None:
         metavar="FILE=VALUE",
         help="run each flood row twice, once with the hashing cgroup's FILE set to VALUE "
         "(e.g. cpu.idle=1); jitter=F: once with refused flooders' pauses spread (--jitter F); "
-        "envoy-shed=off: once with Envoy letting every login through to the server processes",
+        "envoy-shed=off: once with Envoy letting every login through to the server processes; "
+        "affinity=1: once with the hashing processes kept on CPU 1 (a comma-separated list)",
     )
     parser.add_argument(
         "--jitter",

@@ -137,6 +137,11 @@ class Settings:
     0.4 s), so a login flood gets the idle CPU and no more. Needs a writable cpu cgroup
     (root, or systemd's `Delegate=yes`); without one, hashing is idle-priority only."""
 
+    hash_cpu_affinity: bool = True
+    """With that cgroup: the launcher also keeps the hashing processes on as few CPUs as
+    their quota needs (at least one, the highest-numbered), so that the other CPUs never run
+    a hasher and pull waiting request work at once when they fall idle."""
+
     hash_cgroup: str = ""
     """Set by the launcher for its workers: the folder of that cgroup ("" when none)."""
 

@@ -163,7 +163,9 @@ class _Cluster:
             return
         self._hash_group = group
         self._settings = dataclasses.replace(s, hash_cgroup=str(group.path))
-        self._hash_quota = hash_quota.QuotaController(group).start(self._hash_quota_stop)
+        cpus = sorted(os.sched_getaffinity(0)) if s.hash_cpu_affinity else None
+        controller = hash_quota.QuotaController(group, cpus=cpus)
+        self._hash_quota = controller.start(self._hash_quota_stop)
 
     def _spawn(self, port: int) -> Process:
         process = self._context.Process(

@@ -292,12 +292,7 @@ def _patient_login(http: httpx.Client, email: str) -> float:
 def test_hashing_runs_in_the_launchers_idle_group_under_a_measured_quota(flooded: str) -> None:
     with httpx.Client(base_url=flooded, timeout=30) as http:
         _register(http)  # hashes: every worker that served it has its hashing process
-    base = int(flooded.rsplit(":", 1)[1]) - WORKERS
-    workers = [
-        psutil.Process(c.pid)
-        for c in psutil.net_connections("tcp")
-        if c.status == psutil.CONN_LISTEN and base <= c.laddr.port < base + WORKERS and c.pid
-    ]
+    workers = _workers(flooded)
     launcher = workers[0].parent()
     assert launcher is not None
     mount = hash_quota.cpu_cgroup()
@@ -320,6 +315,16 @@ def test_hashing_runs_in_the_launchers_idle_group_under_a_measured_quota(flooded
         assert (group / "cpu.idle").read_text().strip() == "1"
 
 
+def _workers(url: str) -> list[psutil.Process]:
+    """The stack's server processes, found by the ports they listen on."""
+    base = int(url.rsplit(":", 1)[1]) - WORKERS
+    return [
+        psutil.Process(c.pid)
+        for c in psutil.net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN and base <= c.laddr.port < base + WORKERS and c.pid
+    ]
+
+
 SATURATED_LOGIN_BOUND_S = 20.0
 """A login while other work keeps every core busy: seconds at the lowest weight (2-5 s at
 bcrypt cost 12 on the 2-core test box); an idle group there gets no CPU at all (504)."""
@@ -335,9 +340,13 @@ def test_a_login_still_ends_while_other_work_takes_every_core(flooded: str) -> N
         ]
         try:
             time.sleep(6.0)  # the quota controller probes every 5 s and sees no idle CPU
+            hashers = [child for worker in _workers(flooded) for child in worker.children()]
+            pinned = {frozenset(os.sched_getaffinity(h.pid)) for h in hashers}
             got_in = _patient_login(http, email)
         finally:
             for process in busy:
                 process.kill()
                 process.wait()
     assert got_in < SATURATED_LOGIN_BOUND_S
+    # Its least quota needs one CPU: the hashers are kept on the launcher's last one.
+    assert hashers and pinned == {frozenset({max(os.sched_getaffinity(0))})}, pinned

@@ -121,12 +121,17 @@ def test_the_quota_is_written_as_each_cgroup_version_wants(tmp_path: Path, v2: b
 
 
 class FakeGroup(CpuGroup):
-    """Records the quotas it is given."""
+    """Records the quotas, idle flags and CPU sets it is given."""
 
     def __init__(self) -> None:
         super().__init__(Path("/nonexistent"), v2=True)
         self.quotas: list[float | None] = []
         self.idle: list[bool] = []
+        self.pins: list[set[int]] = []
+
+    def pin(self, cpus: set[int]) -> int:
+        self.pins.append(cpus)
+        return 1
 
     def set_quota(self, cores: float | None) -> None:
         self.quotas.append(cores)
@@ -181,6 +186,40 @@ def test_the_group_stops_being_idle_while_the_machine_is_saturated() -> None:
     assert group.idle == [False, True]  # once saturated, once not any more
 
 
+@pytest.mark.parametrize(
+    ("quota", "cpus", "expected"),
+    [
+        (0.1, [0, 1], {1}),  # the least quota: one CPU, the last
+        (0.22, [0, 1], {1}),
+        (1.0, [0, 1], {1}),
+        (1.08, [0, 1], {0, 1}),
+        (2.5, [0, 1], {0, 1}),  # never more than there are
+        (2.5, [2, 3, 5, 7], {3, 5, 7}),  # the launcher's own CPUs, from the end
+        (0.3, [4], {4}),
+    ],
+)
+def test_hashers_get_as_few_cpus_as_their_quota_needs(
+    quota: float, cpus: list[int], expected: set[int]
+) -> None:
+    assert hash_quota.hashing_cpus(quota, cpus) == expected
+
+
+def test_each_probe_keeps_the_hashers_on_the_cpus_their_quota_needs() -> None:
+    group, machine = FakeGroup(), FakeMachine(idle_cores=0.2)
+    controller = QuotaController(
+        group, idle=lambda: machine.idle, clock=lambda: machine.now, cpus=[1, 0]
+    )
+    controller.probe(machine.wait)
+    machine.idle_cores = 1.5  # the load went: hashing may have every CPU
+    controller.probe(machine.wait)
+    assert group.pins == [{1}, {0, 1}]
+    unpinned = FakeGroup()
+    QuotaController(unpinned, idle=lambda: machine.idle, clock=lambda: machine.now).probe(
+        machine.wait
+    )
+    assert unpinned.pins == []  # no `cpus`: hashing stays where the kernel puts it
+
+
 class StopAfter(threading.Event):
     """A stop event that sets itself at its `waits`-th wait; time passes on `machine`."""
 
@@ -205,6 +244,10 @@ def test_the_controller_probes_until_stopped_then_lifts_the_cap() -> None:
     controller.run(StopAfter(machine, waits=9))  # three rounds: settle, measure, interval
     given = pytest.approx(1.2 * 5 / 4.58)
     assert group.quotas == [hash_quota.PAUSE_CORES, given] * 3 + [None]
+
+
+def _own_cpus() -> set[int]:
+    return os.sched_getaffinity(0)
 
 
 def _own_cpu_cgroup() -> str:
@@ -234,6 +277,10 @@ async def test_hashing_processes_join_the_group_and_it_takes_a_quota() -> None:
             else (group.path / "cpu.cfs_quota_us").read_text().strip()
         )
         assert limit == "50000"
+        last = max(os.sched_getaffinity(0))
+        assert group.pin({last}) >= 1  # the hashing process, every thread of it
+        assert await pool.run(_own_cpus) == {last}
+        assert os.sched_getaffinity(0) != {last} or os.cpu_count() == 1  # not the server's
     finally:
         pool.close()
         group.remove()

@@ -233,9 +233,12 @@ class QuotaController:
         self._idle_group = True  # as `CpuGroup.create` leaves it
         self._cpus = sorted(cpus) if cpus is not None else None
         self._pinned: set[int] | None = None
+        self._last_idle: float | None = None
 
     def probe(self, wait: Callable[[float], object]) -> float:
         """Pause hashing for `probe_s`, measure the idle cores, and give them to the group.
+
+        It gets the fewer of this probe's and the last one's.
 
         Returns:
             The quota set, in cores.
@@ -247,7 +250,12 @@ class QuotaController:
         idle_cores = (self._idle() - idle_before) / max(self._clock() - started, 1e-3)
         # Hashing is paused for part of each round: make up for it in the rest.
         paused = (SETTLE_S + self._probe_s) / (SETTLE_S + self._probe_s + self._interval_s)
-        quota = max(MIN_CORES, idle_cores / (1 - paused))
+        # A quota rises only when two probes in a row found the CPU idle: a load that pauses
+        # for one probe (a second between bursts) would otherwise hand the hashers every core
+        # until the next one, just as it resumes. It falls at once.
+        granted = idle_cores if self._last_idle is None else min(idle_cores, self._last_idle)
+        self._last_idle = idle_cores
+        quota = max(MIN_CORES, granted / (1 - paused))
         self._group.set_quota(quota)
         if self._cpus is not None:
             pinned = hashing_cpus(quota, self._cpus)

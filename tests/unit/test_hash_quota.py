@@ -168,6 +168,19 @@ def test_a_probe_pauses_hashing_then_gives_it_the_idle_cores_it_measured() -> No
     assert machine.waits == [hash_quota.SETTLE_S, 0.4]
 
 
+def test_the_quota_rises_only_after_two_idle_probes_and_falls_at_once() -> None:
+    """A load that pauses for one probe does not hand the hashers the CPU as it resumes."""
+    group, machine = FakeGroup(), FakeMachine(idle_cores=0.2)
+    controller = QuotaController(
+        group, interval_s=4.58, probe_s=0.4, idle=lambda: machine.idle, clock=lambda: machine.now
+    )
+    granted = []
+    for idle_cores in (0.2, 1.8, 0.2, 1.8, 1.8, 0.3):
+        machine.idle_cores = idle_cores
+        granted.append(controller.probe(machine.wait) * 4.58 / 5)
+    assert granted == pytest.approx([0.2, 0.2, 0.2, 0.2, 1.8, 0.3])
+
+
 def test_a_busy_machine_leaves_hashing_its_least_quota_not_nothing() -> None:
     group, machine = FakeGroup(), FakeMachine(idle_cores=0.0)
     controller = QuotaController(group, idle=lambda: machine.idle, clock=lambda: machine.now)
@@ -210,9 +223,10 @@ def test_each_probe_keeps_the_hashers_on_the_cpus_their_quota_needs() -> None:
         group, idle=lambda: machine.idle, clock=lambda: machine.now, cpus=[1, 0]
     )
     controller.probe(machine.wait)
-    machine.idle_cores = 1.5  # the load went: hashing may have every CPU
+    machine.idle_cores = 1.5  # the load went: hashing may have every CPU (from the 2nd probe)
     controller.probe(machine.wait)
-    assert group.pins == [{1}, {0, 1}]
+    controller.probe(machine.wait)
+    assert group.pins == [{1}, {1}, {0, 1}]
     unpinned = FakeGroup()
     QuotaController(unpinned, idle=lambda: machine.idle, clock=lambda: machine.now).probe(
         machine.wait

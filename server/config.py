@@ -134,7 +134,8 @@ class Settings:
     one idle cpu cgroup of its own (`cpu.idle`: any woken request preempts a hasher at
     once; else at the lowest weight), and keeps its CPU quota at the cores
     the machine leaves idle without hashing (measured every 5 s with hashing paused for
-    0.4 s), so a login flood gets the idle CPU and no more. Needs a writable cpu cgroup
+    0.4 s; raised only after two such readings), so a login flood gets the idle CPU and no
+    more. Needs a writable cpu cgroup
     (root, or systemd's `Delegate=yes`); without one, hashing is idle-priority only."""
 
     hash_cpu_affinity: bool = True

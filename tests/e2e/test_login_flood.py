@@ -4,7 +4,9 @@ Each server process hashes one password at a time with one more waiting at most 
 (`TODO_HASH_CONCURRENCY=1`, `TODO_HASH_QUEUE=1`), at bcrypt cost 10, and the credential
 throttles are off, as if the flood came from thousands of addresses. Excess attempts must
 be refused fast with 429 PASSWORD_CHECKS_BUSY and Retry-After, identically for a right and
-a wrong password, while a user who retries as told still logs in.
+a wrong password, while a user who retries as told still logs in. Envoy lets through only
+what the processes can take (2 x (1 + 1) Register and Login calls) and refuses the rest
+itself, with the answer a process would give, on REST and gRPC alike.
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ every flood row twice, once as shipped and once with the hashing cgroup's FILE s
 `--ab jitter=0.5` compares refused flooders that retry together with ones whose pauses
 spread over 0.5-1.5 times Retry-After, as a flood from many independent clients would;
 `--ab envoy-shed=off` compares Envoy refusing the excess logins (as shipped) with Envoy
-passing them all to the server processes, which refuse them themselves.
+passing them all to the server processes, which refuse them themselves; `--ab affinity=1`
+keeps the hashing processes on CPU 1 for half the rows (pass `--env
+TODO_HASH_CPU_AFFINITY=false` with it, or the launcher's own pinning undoes it within 5 s).
 
 A flooding connection that is refused waits as `Retry-After` asks (`--refusal-pause -1`,
 the default) or a fixed pause (`--refusal-pause 0`: an attacker who ignores it). Usage:
@@ -739,7 +741,8 @@ def main() -> None:
         help="run each flood row twice, once with the hashing cgroup's FILE set to VALUE "
         "(e.g. cpu.idle=1); jitter=F: once with refused flooders' pauses spread (--jitter F); "
         "envoy-shed=off: once with Envoy letting every login through to the server processes; "
-        "affinity=1: once with the hashing processes kept on CPU 1 (a comma-separated list)",
+        "affinity=1: once with the hashing processes kept on CPU 1 (a comma-separated list; "
+        "with --env TODO_HASH_CPU_AFFINITY=false)",
     )
     parser.add_argument(
         "--jitter",

@@ -305,6 +305,8 @@ def _password_checks_busy() -> dict[str, object]:
         preserving_proto_field_name=True,
         always_print_fields_with_no_presence=True,
     )
+    if "%" in status.details or not status.details.isascii():
+        raise ValueError("the message goes into Envoy format strings and grpc-message as is")
     return {
         "busy_message": status.details,
         # gRPC's -bin headers: base64, unpadded (receivers accept either)

@@ -6,11 +6,12 @@ throttles are off, as if the flood came from thousands of addresses. Excess atte
 be refused fast with 429 PASSWORD_CHECKS_BUSY and Retry-After, identically for a right and
 a wrong password, while a user who retries as told still logs in. Envoy lets through only
 what the processes can take (2 x (1 + 1) Register and Login calls) and refuses the rest
-itself, with the answer a process would give, on REST and gRPC alike.
+itself, with the answer a process would give, on REST, gRPC and gRPC-web alike.
 """
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import contextlib
 import json
@@ -155,6 +156,32 @@ def test_envoy_refuses_the_excess_as_a_server_process_would(flooded: str) -> Non
     assert isinstance(by_server_grpc, grpc.RpcError)
     assert {_refusal(r) for r in by_envoy} == {_refusal(by_server)}
     assert {_grpc_refusal(e) for e in by_envoy_grpc} == {_grpc_refusal(by_server_grpc)}
+    # gRPC-web (browsers): a trailers-only reply with the same status, details and metadata
+    _, message, details, retry_after = _grpc_refusal(by_server_grpc)
+    by_envoy_web = [r for r in _grpc_web_burst(flooded) if r.headers.get("x-envoy-overloaded")]
+    assert by_envoy_web, "no gRPC-web refusal from Envoy"
+    for refusal in by_envoy_web:
+        assert refusal.status_code == 200 and refusal.content == b"", refusal
+        assert refusal.headers["grpc-status"] == "8"
+        assert refusal.headers["grpc-message"] == message
+        sent = refusal.headers["grpc-status-details-bin"]
+        assert base64.b64decode(sent + "=" * (-len(sent) % 4)) == details
+        assert refusal.headers["retry-after"] == retry_after
+
+
+def _grpc_web_burst(url: str) -> list[httpx.Response]:
+    """Logins at once as a gRPC-web client sends them, more than the stack hashes at a time."""
+
+    def attempt(i: int) -> httpx.Response:
+        request = auth_pb2.LoginRequest(email="web@example.com", password=f"wrong-{i}-pw")
+        message = request.SerializeToString()
+        frame = b"\x00" + len(message).to_bytes(4, "big") + message
+        headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1"}
+        with httpx.Client(base_url=url, timeout=30) as http:
+            return http.post("/todo.v1.AuthService/Login", content=frame, headers=headers)
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        return list(pool.map(attempt, range(16)))
 
 
 def _envoy_refusals(base: int) -> int:

@@ -201,7 +201,12 @@ def test_envoys_refusal_is_the_servers_password_checks_busy_status() -> None:
     assert (status.code, headers["grpc-status"]) == (8, "8")  # RESOURCE_EXHAUSTED
     assert (info.reason, info.domain) == ("PASSWORD_CHECKS_BUSY", "todo.v1")
     assert retry.retry_delay.seconds == int(headers["retry-after"]) >= 1
-    assert grpc_mapper["body_format_override"]["text_format"] == status.message
+    assert headers["grpc-message"] == status.message
+    assert grpc_mapper["status_code"] == 200  # a whole trailers-only reply, gRPC-web too
+    assert grpc_mapper["body_format_override"] == {
+        "text_format": "",
+        "content_type": "application/grpc",
+    }
     rest = rest_mapper["body_format_override"]["json_format"]
     assert rest_mapper["status_code"] == 429
     assert (rest["code"], rest["message"]) == (8, status.message)

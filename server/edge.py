@@ -297,6 +297,8 @@ def _password_checks_busy() -> dict[str, object]:
     that status (its print options: proto field names, fields with default values).
     """
     status = error_statuses.to_status(passwords.busy())
+    if "%" in status.details or not status.details.isascii():
+        raise ValueError("the message goes into Envoy format strings and grpc-message as is")
     metadata = dict(status.trailing_metadata)
     details = metadata["grpc-status-details-bin"]
     assert isinstance(details, bytes)
@@ -305,8 +307,6 @@ def _password_checks_busy() -> dict[str, object]:
         preserving_proto_field_name=True,
         always_print_fields_with_no_presence=True,
     )
-    if "%" in status.details or not status.details.isascii():
-        raise ValueError("the message goes into Envoy format strings and grpc-message as is")
     return {
         "busy_message": status.details,
         # gRPC's -bin headers: base64, unpadded (receivers accept either)

@@ -163,7 +163,7 @@ class _Cluster:
             return
         self._hash_group = group
         self._settings = dataclasses.replace(s, hash_cgroup=str(group.path))
-        cpus = sorted(os.sched_getaffinity(0)) if s.hash_cpu_affinity else None
+        cpus = list(os.sched_getaffinity(0)) if s.hash_cpu_affinity else None
         controller = hash_quota.QuotaController(group, cpus=cpus)
         self._hash_quota = controller.start(self._hash_quota_stop)
 

@@ -151,7 +151,9 @@ def test_envoy_refuses_the_excess_as_a_server_process_would(flooded: str) -> Non
 
     with _flooding_the_processes(base, email):  # past Envoy: the processes refuse
         by_server = _retry_until(lambda: _login_via(flooded, email), _refused_by_server)
-        by_server_grpc = _retry_until(lambda: _grpc_login(edge, email, 0), _refused_by_server)
+        by_server_grpc = _retry_until(
+            lambda: _grpc_password_call(edge, email, 0), _refused_by_server
+        )
     assert isinstance(by_server, httpx.Response)
     assert isinstance(by_server_grpc, grpc.RpcError)
     assert {_refusal(r) for r in by_envoy} == {_refusal(by_server)}
@@ -192,7 +194,7 @@ def _envoy_refusals(base: int) -> int:
     return int(text.split(":")[1])
 
 
-def _grpc_login(target: str, email: str, i: int) -> object:
+def _grpc_password_call(target: str, email: str, i: int) -> object:
     """A Login (even i) or a Register (odd i) over native gRPC: the reply or the RpcError."""
     with grpc.insecure_channel(target) as channel:
         stub = auth_pb2_grpc.AuthServiceStub(channel)
@@ -210,7 +212,7 @@ def _grpc_login(target: str, email: str, i: int) -> object:
 def _grpc_burst(target: str, email: str) -> list[grpc.RpcError]:
     """Logins and registrations at once over gRPC, more than the stack hashes at a time."""
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda i: _grpc_login(target, email, i), range(16)))
+        answers = list(pool.map(lambda i: _grpc_password_call(target, email, i), range(16)))
     return [a for a in answers if isinstance(a, grpc.RpcError)]
 
 
